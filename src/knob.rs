@@ -1,0 +1,507 @@
+//! A knob: one kernel setting (a sysctl under `/proc/sys` or a file under `/sys`), the value
+//! we want it to have, and how to read, compare and write it.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::root::{Escape, Root};
+
+/// Which tree a knob lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `/proc/sys/...`, named like `vm.overcommit_memory`.
+    Sysctl,
+    /// `/sys/...`, named by its path relative to `/sys`.
+    Sysfs,
+}
+
+impl Kind {
+    /// The name used in reports and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sysctl => "sysctl",
+            Kind::Sysfs => "sysfs",
+        }
+    }
+
+    /// The directory (relative to the root) this kind of knob must stay inside.
+    pub fn base(self) -> &'static str {
+        match self {
+            Kind::Sysctl => "proc/sys",
+            Kind::Sysfs => "sys",
+        }
+    }
+}
+
+/// A validated knob with its desired value. Only [`Knob::new`] makes one, so a `Knob` always
+/// has a safe relative path and a value its kernel file can take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knob {
+    kind: Kind,
+    name: String,
+    rel: PathBuf,
+    desired: String,
+}
+
+impl Knob {
+    /// Validate `key` (a sysctl key or a sysfs path) and `value` for a knob of `kind`.
+    pub fn new(kind: Kind, key: &str, value: &str) -> Result<Knob, String> {
+        let rel = match kind {
+            Kind::Sysctl => sysctl_key_to_path(key)?,
+            Kind::Sysfs => sysfs_path(key)?,
+        };
+        let name = match kind {
+            Kind::Sysctl => path_to_sysctl_name(&rel),
+            Kind::Sysfs => rel.clone(),
+        };
+        let desired = normalize(value);
+        if desired.is_empty() {
+            return Err(format!("{name}: the value is empty"));
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t' && c != ' ') {
+            return Err(format!("{name}: the value has a control character"));
+        }
+        check_known_value(kind, &rel, &desired).map_err(|e| format!("{name}: {e}"))?;
+        Ok(Knob {
+            kind,
+            name,
+            rel: PathBuf::from(rel),
+            desired,
+        })
+    }
+
+    /// Sysctl or sysfs.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The name people use: `vm.overcommit_memory`, or the path relative to `/sys`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path relative to [`Kind::base`].
+    pub fn rel(&self) -> &Path {
+        &self.rel
+    }
+
+    /// The desired value, whitespace-normalised.
+    pub fn desired(&self) -> &str {
+        &self.desired
+    }
+
+    /// The file's path under `root`, for reports (not resolved through symlinks).
+    pub fn display_path(&self, root: &Root) -> PathBuf {
+        let base = root.dir().join(self.kind.base());
+        base.join(&self.rel)
+    }
+
+    /// Whether THP's `enabled` must be written after its siblings: `defrag` first, so the
+    /// moment huge pages are (re)allowed the defrag policy is already the one we want.
+    pub fn write_last(&self) -> bool {
+        self.kind == Kind::Sysfs && self.rel.ends_with("transparent_hugepage/enabled")
+    }
+
+    fn resolve(&self, root: &Root) -> Result<PathBuf, KnobError> {
+        root.resolve_within(self.kind.base(), &self.rel)
+            .map_err(|e| match e {
+                Escape::Io(err) => KnobError::from_io(self.display_path(root), Op::Read, err),
+                Escape::Outside(real) => KnobError {
+                    path: self.display_path(root),
+                    op: Op::Resolve,
+                    cause: Cause::Escape(real),
+                },
+                Escape::BadPath => KnobError {
+                    path: self.display_path(root),
+                    op: Op::Resolve,
+                    cause: Cause::Escape(self.rel.clone()),
+                },
+            })
+    }
+
+    /// Read the current value, normalised (see [`normalize`]).
+    pub fn read(&self, root: &Root) -> Result<String, KnobError> {
+        let path = self.resolve(root)?;
+        let mut buf = String::new();
+        OpenOptions::new()
+            .read(true)
+            .open(&path)
+            .and_then(|mut f| f.read_to_string(&mut buf))
+            .map_err(|e| KnobError::from_io(self.display_path(root), Op::Read, e))?;
+        Ok(normalize(&buf))
+    }
+
+    /// Write the desired value, then read it back. Ok only when the kernel now reports it.
+    pub fn write(&self, root: &Root) -> Result<(), KnobError> {
+        let path = self.resolve(root)?;
+        let shown = self.display_path(root);
+        // One write(2) of the whole value: procfs and sysfs parse each write on its own.
+        // O_TRUNC is ignored by the kernel's files and keeps fixture files exact.
+        let line = format!("{}\n", self.desired);
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| KnobError::from_io(shown.clone(), Op::Write, e))?;
+        let now = self.read(root)?;
+        if now == self.desired {
+            Ok(())
+        } else {
+            Err(KnobError {
+                path: shown,
+                op: Op::Verify,
+                cause: Cause::ReadBack(now),
+            })
+        }
+    }
+}
+
+/// The kernel's ways of showing a value, folded to one form: a choice list such as
+/// `always madvise [never]` becomes `never`; runs of whitespace (multi-value sysctls are
+/// tab-separated) become one space; leading and trailing whitespace goes.
+pub fn normalize(raw: &str) -> String {
+    let selected = raw.split_whitespace().find_map(|tok| {
+        tok.strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .filter(|t| !t.is_empty())
+    });
+    match selected {
+        Some(sel) => sel.to_string(),
+        None => raw.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// systemd's rule for sysctl keys: if the first separator is `.`, dots and slashes swap
+/// (`net.ipv4.conf.eth0/100.rp_filter` -> `net/ipv4/conf/eth0.100/rp_filter`); if it is `/`,
+/// the key is a path as written.
+pub fn sysctl_key_to_path(key: &str) -> Result<String, String> {
+    if key.is_empty() {
+        return Err("empty sysctl key".into());
+    }
+    if let Some(bad) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-')))
+    {
+        return Err(format!(
+            "sysctl key {key:?} has the character {bad:?}; allowed are A-Z a-z 0-9 _ . : / -"
+        ));
+    }
+    if key.contains("..") {
+        return Err(format!("sysctl key {key:?} contains \"..\""));
+    }
+    let path = sysctl_normalize(key);
+    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!("sysctl key {key:?} has an empty or relative component"));
+    }
+    Ok(path)
+}
+
+/// The separator swap alone, without validation (also used for sysctl.d keys and globs).
+pub fn sysctl_normalize(key: &str) -> String {
+    match key.find(['.', '/']) {
+        Some(i) if key.as_bytes().get(i) == Some(&b'.') => key
+            .chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect(),
+        _ => key.to_string(),
+    }
+}
+
+/// The dotted name of a `/proc/sys` relative path, as `sysctl(8)` prints it.
+pub fn path_to_sysctl_name(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            '/' => '.',
+            '.' => '/',
+            c => c,
+        })
+        .collect()
+}
+
+fn sysfs_path(key: &str) -> Result<String, String> {
+    if key.is_empty() {
+        return Err("empty sysfs path".into());
+    }
+    if key.starts_with('/') {
+        return Err(format!(
+            "sysfs path {key:?} is absolute; write it relative to /sys, e.g. \"kernel/mm/transparent_hugepage/enabled\""
+        ));
+    }
+    if let Some(bad) = key.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-' | '+' | ',' | '@'))
+    }) {
+        return Err(format!("sysfs path {key:?} has the character {bad:?}"));
+    }
+    if key.split('/').any(|c| c == "..") {
+        return Err(format!("sysfs path {key:?} contains \"..\""));
+    }
+    if key.split('/').any(|c| c.is_empty() || c == ".") {
+        return Err(format!("sysfs path {key:?} has an empty component"));
+    }
+    Ok(key.to_string())
+}
+
+const THP_ENABLED: &[&str] = &["always", "madvise", "never"];
+const THP_DEFRAG: &[&str] = &["always", "defer", "defer+madvise", "madvise", "never"];
+const THP_SIZE_ENABLED: &[&str] = &["always", "inherit", "madvise", "never"];
+
+/// Values a knob we know can take. Unknown knobs take any non-empty value; the kernel is the
+/// judge (EINVAL) for those.
+fn check_known_value(kind: Kind, rel: &str, value: &str) -> Result<(), String> {
+    let choices = match (kind, rel) {
+        (Kind::Sysctl, "vm/overcommit_memory") => {
+            return match value.parse::<u8>() {
+                Ok(0..=2) => Ok(()),
+                _ => Err(format!(
+                    "{value:?} is not a valid value; vm.overcommit_memory takes 0, 1 or 2 (forksafe wants 1)"
+                )),
+            };
+        }
+        (Kind::Sysfs, "kernel/mm/transparent_hugepage/enabled") => THP_ENABLED,
+        (Kind::Sysfs, "kernel/mm/transparent_hugepage/defrag") => THP_DEFRAG,
+        (Kind::Sysfs, r)
+            if r.starts_with("kernel/mm/transparent_hugepage/hugepages-")
+                && r.ends_with("/enabled") =>
+        {
+            THP_SIZE_ENABLED
+        }
+        _ => return Ok(()),
+    };
+    if choices.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a valid value; it takes one of: {}",
+            choices.join(", ")
+        ))
+    }
+}
+
+/// What forksafe was doing when a knob operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Resolving the path inside its tree.
+    Resolve,
+    /// Reading the value.
+    Read,
+    /// Writing the value.
+    Write,
+    /// Reading the value back after a write.
+    Verify,
+}
+
+/// Why a knob operation failed, in the classes an operator acts on differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// ENOENT: the knob does not exist on this kernel.
+    Absent,
+    /// EROFS, EACCES, EPERM: a container, a sandbox or a read-only mount.
+    NotPermitted(i32),
+    /// EINVAL: the kernel refused the value.
+    Refused,
+    /// The write went through but the kernel reports this value instead.
+    ReadBack(String),
+    /// Symlinks lead outside the knob's tree, to this path.
+    Escape(PathBuf),
+    /// Anything else, with its errno (0 when none).
+    Other(i32, String),
+}
+
+/// A failed knob operation: what, on which file, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnobError {
+    /// The knob's file, as shown to people.
+    pub path: PathBuf,
+    /// What was being done.
+    pub op: Op,
+    /// Why it failed.
+    pub cause: Cause,
+}
+
+impl KnobError {
+    fn from_io(path: PathBuf, op: Op, e: io::Error) -> KnobError {
+        let errno = e.raw_os_error().unwrap_or(0);
+        let cause = match nix::errno::Errno::from_raw(errno) {
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => Cause::Absent,
+            nix::errno::Errno::EROFS | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => {
+                Cause::NotPermitted(errno)
+            }
+            nix::errno::Errno::EINVAL if op == Op::Write => Cause::Refused,
+            _ => Cause::Other(errno, e.to_string()),
+        };
+        KnobError { path, op, cause }
+    }
+
+    /// The errno behind this error, when there is one (for the journal's `ERRNO` field).
+    pub fn errno(&self) -> Option<i32> {
+        match &self.cause {
+            Cause::Absent => Some(nix::errno::Errno::ENOENT as i32),
+            Cause::NotPermitted(e) => Some(*e),
+            Cause::Refused => Some(nix::errno::Errno::EINVAL as i32),
+            Cause::Other(e, _) if *e != 0 => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// True when the knob simply does not exist here (warn and go on).
+    pub fn is_absent(&self) -> bool {
+        self.cause == Cause::Absent
+    }
+}
+
+impl fmt::Display for KnobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.op {
+            Op::Resolve => "cannot resolve",
+            Op::Read => "cannot read",
+            Op::Write => "cannot write",
+            Op::Verify => "wrote but could not verify",
+        };
+        let path = self.path.display();
+        match &self.cause {
+            Cause::Absent => write!(
+                f,
+                "{what} {path}: no such file; this kernel does not have this knob (skipped)"
+            ),
+            Cause::NotPermitted(errno) => {
+                write!(
+                    f,
+                    "{what} {path}: {}; this is likely a container or a sandbox, and these \
+                     settings are host-wide: set them on the host",
+                    nix::errno::Errno::from_raw(*errno).desc()
+                )?;
+                if std::env::var_os("INVOCATION_ID").is_some() {
+                    write!(
+                        f,
+                        ", or if the service's sandbox is in the way, allow the path with \
+                         `systemctl edit forksafe` ([Service] ReadWritePaths={path})"
+                    )?;
+                }
+                Ok(())
+            }
+            Cause::Refused => write!(
+                f,
+                "{what} {path}: the kernel refused the value (EINVAL); check that this kernel \
+                 supports it"
+            ),
+            Cause::ReadBack(v) => write!(
+                f,
+                "{what} {path}: the kernel reports {v:?} after the write; something else may \
+                 be setting it, or the kernel adjusted the value"
+            ),
+            Cause::Escape(real) => write!(
+                f,
+                "{what} {path}: it leads to {} outside its tree; refusing to touch it",
+                real.display()
+            ),
+            Cause::Other(_, msg) => write!(f, "{what} {path}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for KnobError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_kernel_formats() {
+        assert_eq!(normalize("always madvise [never]\n"), "never");
+        assert_eq!(normalize("[always] defer defer+madvise madvise never"), "always");
+        assert_eq!(normalize("never\n"), "never");
+        assert_eq!(normalize("4096\t131072\t6291456\n"), "4096 131072 6291456");
+        assert_eq!(normalize("  1 \n"), "1");
+    }
+
+    #[test]
+    fn sysctl_keys_follow_systemd_rule() {
+        assert_eq!(sysctl_key_to_path("vm.overcommit_memory").unwrap(), "vm/overcommit_memory");
+        assert_eq!(sysctl_key_to_path("vm/overcommit_memory").unwrap(), "vm/overcommit_memory");
+        assert_eq!(
+            sysctl_key_to_path("net.ipv4.conf.eth0/100.rp_filter").unwrap(),
+            "net/ipv4/conf/eth0.100/rp_filter"
+        );
+        assert_eq!(
+            sysctl_key_to_path("net/ipv4/conf/eth0.100/rp_filter").unwrap(),
+            "net/ipv4/conf/eth0.100/rp_filter"
+        );
+        assert_eq!(
+            path_to_sysctl_name("net/ipv4/conf/eth0.100/rp_filter"),
+            "net.ipv4.conf.eth0/100.rp_filter"
+        );
+    }
+
+    #[test]
+    fn sysctl_keys_refused() {
+        // Refused: a space is not part of any sysctl name.
+        assert!(sysctl_key_to_path("vm.over commit").is_err());
+        // Refused: `..` could climb out of /proc/sys.
+        assert!(sysctl_key_to_path("vm..overcommit").is_err());
+        assert!(sysctl_key_to_path("../etc/passwd").is_err());
+        // Refused: empty key or empty component.
+        assert!(sysctl_key_to_path("").is_err());
+        assert!(sysctl_key_to_path("vm.").is_err());
+        assert!(sysctl_key_to_path("/vm/overcommit_memory").is_err());
+        // Refused: glob characters belong in sysctl.d, not in a knob.
+        assert!(sysctl_key_to_path("net.ipv4.conf.*.rp_filter").is_err());
+    }
+
+    #[test]
+    fn sysfs_paths_refused() {
+        // Refused: absolute paths would bypass the root.
+        assert!(Knob::new(Kind::Sysfs, "/sys/kernel/mm/x", "1").is_err());
+        // Refused: `..` could climb out of /sys.
+        assert!(Knob::new(Kind::Sysfs, "kernel/../../etc/shadow", "1").is_err());
+        // Refused: empty path or component.
+        assert!(Knob::new(Kind::Sysfs, "", "1").is_err());
+        assert!(Knob::new(Kind::Sysfs, "kernel//mm", "1").is_err());
+        assert!(Knob::new(Kind::Sysfs, "kernel/mm/x", "1").is_ok());
+    }
+
+    #[test]
+    fn known_values() {
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "1").is_ok());
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "2").is_ok());
+        // Refused: overcommit_memory only has modes 0, 1 and 2.
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "3").is_err());
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "-1").is_err());
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "yes").is_err());
+        let thp = "kernel/mm/transparent_hugepage/";
+        assert!(Knob::new(Kind::Sysfs, &format!("{thp}enabled"), "never").is_ok());
+        // Refused: `defer` is a defrag mode, not an enabled mode.
+        assert!(Knob::new(Kind::Sysfs, &format!("{thp}enabled"), "defer").is_err());
+        assert!(Knob::new(Kind::Sysfs, &format!("{thp}defrag"), "defer+madvise").is_ok());
+        assert!(Knob::new(Kind::Sysfs, &format!("{thp}defrag"), "sometimes").is_err());
+        assert!(Knob::new(Kind::Sysfs, &format!("{thp}hugepages-2048kB/enabled"), "inherit").is_ok());
+        // Refused: empty values, after trimming.
+        assert!(Knob::new(Kind::Sysctl, "vm.swappiness", "  ").is_err());
+        // Refused: a newline would let one value smuggle a second write.
+        assert!(Knob::new(Kind::Sysctl, "vm.swappiness", "1\n2").is_err());
+        // Multi-value sysctls compare whitespace-normalised.
+        let k = Knob::new(Kind::Sysctl, "net.ipv4.tcp_rmem", "4096  131072\t6291456").unwrap();
+        assert_eq!(k.desired(), "4096 131072 6291456");
+    }
+
+    #[test]
+    fn write_verifies_by_reading_back() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        std::fs::create_dir_all(t.path().join("proc/sys/vm")).unwrap();
+        std::fs::write(t.path().join("proc/sys/vm/overcommit_memory"), "0\n").unwrap();
+        let k = Knob::new(Kind::Sysctl, "vm.overcommit_memory", "1").unwrap();
+        assert_eq!(k.read(&root).unwrap(), "0");
+        k.write(&root).unwrap();
+        assert_eq!(k.read(&root).unwrap(), "1");
+        let missing = Knob::new(Kind::Sysctl, "vm.nonexistent", "1").unwrap();
+        assert!(missing.read(&root).unwrap_err().is_absent());
+        assert!(missing.write(&root).unwrap_err().is_absent());
+    }
+}

@@ -1,0 +1,10 @@
+//! forksafe keeps a Linux machine safe for fork()-based persistence (Redis, Valkey, KeyDB):
+//! it enforces `vm.overcommit_memory` and transparent huge pages, repairs drift, and keeps
+//! the values across reboots. This crate root only lists the modules, so `tests/` can reach
+//! them; `main.rs` is the command line.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod knob;
+pub mod root;
