@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use crate::knob::{Kind, Knob};
@@ -257,7 +257,9 @@ impl Settings {
     pub fn load(root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
         let path = match config {
             Some(p) => p.to_path_buf(),
-            None => root.join(CONFIG_PATH).unwrap_or_else(|| PathBuf::from(CONFIG_PATH)),
+            None => root
+                .join(CONFIG_PATH)
+                .unwrap_or_else(|| PathBuf::from(CONFIG_PATH)),
         };
         let source = Source::File(path.clone());
         let io_err = |e: std::io::Error, what: &str| ConfigError {
@@ -359,7 +361,11 @@ fn validate_dropin(file: &str) -> Result<PathBuf, String> {
 /// Parse a systemd-style time span: `500ms`, `2s`, `1min 30s`, `1.5s`; a bare number is
 /// seconds. At least 10ms (a shorter interval only burns CPU), at most a day.
 pub fn parse_timespan(s: &str) -> Result<Duration, String> {
-    let bad = |why: &str| Err(format!("interval {s:?}: {why}; use e.g. \"500ms\", \"2s\", \"1min\""));
+    let bad = |why: &str| {
+        Err(format!(
+            "interval {s:?}: {why}; use e.g. \"500ms\", \"2s\", \"1min\""
+        ))
+    };
     let mut total_ns: u128 = 0;
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -549,7 +555,10 @@ mod tests {
             let e = refused(text);
             assert_eq!(e.line, Some(*line), "{text:?}: {e}");
             assert!(e.message.contains(fragment), "{text:?}: {e}");
-            assert!(e.to_string().starts_with(&format!("/t.toml:{line}: ")), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("/t.toml:{line}: ")),
+                "{e}"
+            );
         }
     }
 
@@ -588,7 +597,18 @@ mod tests {
         assert_eq!(ok("1min30s"), Duration::from_secs(90));
         assert_eq!(ok("1.5s"), Duration::from_millis(1500));
         assert_eq!(ok(" 1h "), Duration::from_secs(3600));
-        for bad in ["", "0", "0ms", "-1s", "1x", "s", "1..5s", "5ms", "2d", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "0",
+            "0ms",
+            "-1s",
+            "1x",
+            "s",
+            "1..5s",
+            "5ms",
+            "2d",
+            "99999999999999999999s",
+        ] {
             assert!(parse_timespan(bad).is_err(), "{bad:?} accepted");
         }
     }

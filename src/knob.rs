@@ -60,7 +60,10 @@ impl Knob {
         if desired.is_empty() {
             return Err(format!("{name}: the value is empty"));
         }
-        if value.chars().any(|c| c.is_control() && c != '\t' && c != ' ') {
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\t' && c != ' ')
+        {
             return Err(format!("{name}: the value has a control character"));
         }
         check_known_value(kind, &rel, &desired).map_err(|e| format!("{name}: {e}"))?;
@@ -193,8 +196,13 @@ pub fn sysctl_key_to_path(key: &str) -> Result<String, String> {
         return Err(format!("sysctl key {key:?} contains \"..\""));
     }
     let path = sysctl_normalize(key);
-    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(format!("sysctl key {key:?} has an empty or relative component"));
+    if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(format!(
+            "sysctl key {key:?} has an empty or relative component"
+        ));
     }
     Ok(path)
 }
@@ -415,7 +423,10 @@ mod tests {
     #[test]
     fn normalize_kernel_formats() {
         assert_eq!(normalize("always madvise [never]\n"), "never");
-        assert_eq!(normalize("[always] defer defer+madvise madvise never"), "always");
+        assert_eq!(
+            normalize("[always] defer defer+madvise madvise never"),
+            "always"
+        );
         assert_eq!(normalize("never\n"), "never");
         assert_eq!(normalize("4096\t131072\t6291456\n"), "4096 131072 6291456");
         assert_eq!(normalize("  1 \n"), "1");
@@ -423,8 +434,14 @@ mod tests {
 
     #[test]
     fn sysctl_keys_follow_systemd_rule() {
-        assert_eq!(sysctl_key_to_path("vm.overcommit_memory").unwrap(), "vm/overcommit_memory");
-        assert_eq!(sysctl_key_to_path("vm/overcommit_memory").unwrap(), "vm/overcommit_memory");
+        assert_eq!(
+            sysctl_key_to_path("vm.overcommit_memory").unwrap(),
+            "vm/overcommit_memory"
+        );
+        assert_eq!(
+            sysctl_key_to_path("vm/overcommit_memory").unwrap(),
+            "vm/overcommit_memory"
+        );
         assert_eq!(
             sysctl_key_to_path("net.ipv4.conf.eth0/100.rp_filter").unwrap(),
             "net/ipv4/conf/eth0.100/rp_filter"
@@ -480,7 +497,14 @@ mod tests {
         assert!(Knob::new(Kind::Sysfs, &format!("{thp}enabled"), "defer").is_err());
         assert!(Knob::new(Kind::Sysfs, &format!("{thp}defrag"), "defer+madvise").is_ok());
         assert!(Knob::new(Kind::Sysfs, &format!("{thp}defrag"), "sometimes").is_err());
-        assert!(Knob::new(Kind::Sysfs, &format!("{thp}hugepages-2048kB/enabled"), "inherit").is_ok());
+        assert!(
+            Knob::new(
+                Kind::Sysfs,
+                &format!("{thp}hugepages-2048kB/enabled"),
+                "inherit"
+            )
+            .is_ok()
+        );
         // Refused: empty values, after trimming.
         assert!(Knob::new(Kind::Sysctl, "vm.swappiness", "  ").is_err());
         // Refused: a newline would let one value smuggle a second write.

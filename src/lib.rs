@@ -6,5 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
+pub mod enforce;
 pub mod knob;
+pub mod report;
 pub mod root;

@@ -81,7 +81,10 @@ mod tests {
     fn join_keeps_paths_inside() {
         let r = Root::new("/tmp/x");
         assert_eq!(r.join("/etc/a").unwrap(), PathBuf::from("/tmp/x/etc/a"));
-        assert_eq!(r.join("proc/sys/vm").unwrap(), PathBuf::from("/tmp/x/proc/sys/vm"));
+        assert_eq!(
+            r.join("proc/sys/vm").unwrap(),
+            PathBuf::from("/tmp/x/proc/sys/vm")
+        );
         // Refused: `..` could climb out of the root.
         assert!(r.join("etc/../../x").is_none());
     }
@@ -98,7 +101,10 @@ mod tests {
 
         assert!(root.resolve_within("sys", Path::new("kernel/ok")).is_ok());
         // Allowed: a symlink that stays inside /sys.
-        assert!(root.resolve_within("sys", Path::new("kernel/alias")).is_ok());
+        assert!(
+            root.resolve_within("sys", Path::new("kernel/alias"))
+                .is_ok()
+        );
         // Refused: the symlink leads out of /sys.
         assert!(matches!(
             root.resolve_within("sys", Path::new("kernel/evil")),

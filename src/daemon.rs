@@ -1,0 +1,324 @@
+//! The daemon (`forksafe run`): a thin shell of timers and signals around
+//! [`enforce::pass`]. Enforce, then `READY=1`; re-read every interval and repair; SIGHUP
+//! reloads (a bad config keeps the running one); SIGTERM/SIGINT stop. Steady state is
+//! silent: a knob is logged when its state changes, never once per tick.
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::Settings;
+use crate::enforce::{self, KnobReport, Status};
+use crate::knob::{Kind, Knob};
+use crate::report::{Event, EventKind, Notifier};
+use crate::root::Root;
+
+/// What the daemon last reported about a knob, so it speaks only on change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// Not reported yet (start, or new after a reload).
+    Fresh,
+    Ok,
+    Absent,
+    Failed(String),
+    Drifting(String),
+}
+
+struct Memory {
+    id: (Kind, PathBuf, String),
+    seen: Seen,
+}
+
+fn knob_id(k: &Knob) -> (Kind, PathBuf, String) {
+    (k.kind(), k.rel().to_path_buf(), k.desired().to_string())
+}
+
+/// The daemon's state between ticks.
+struct Daemon {
+    root: Root,
+    config: Option<PathBuf>,
+    settings: Settings,
+    memory: Vec<Memory>,
+    repairs: u64,
+    notifier: Notifier,
+}
+
+impl Daemon {
+    fn new(root: Root, config: Option<PathBuf>, settings: Settings) -> Daemon {
+        let memory = fresh_memory(&settings, &[]);
+        Daemon {
+            root,
+            config,
+            settings,
+            memory,
+            repairs: 0,
+            notifier: Notifier::default(),
+        }
+    }
+
+    /// One pass over every knob, with its events. Returns the status line.
+    fn tick(&mut self) -> String {
+        let reports = enforce::pass(&self.root, &self.settings.knobs, self.settings.repair);
+        for (r, mem) in reports.iter().zip(self.memory.iter_mut()) {
+            if let Some(event) = event_for(r, &mem.seen) {
+                event.emit();
+            }
+            if matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh {
+                self.repairs += 1;
+            }
+            mem.seen = seen_after(r);
+        }
+        status_line(&reports, self.repairs, self.settings.repair)
+    }
+
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        match Settings::load(&self.root, self.config.as_deref()) {
+            Ok(new) => {
+                Event::new(
+                    EventKind::ConfigReloaded,
+                    format!(
+                        "configuration reloaded from {}: {} knobs, interval {:?}, {}",
+                        new.source,
+                        new.knobs.len(),
+                        new.interval,
+                        if new.repair {
+                            "repair mode"
+                        } else {
+                            "audit mode"
+                        }
+                    ),
+                )
+                .field("CONFIG", &new.source)
+                .emit();
+                self.memory = fresh_memory(&new, &self.memory);
+                self.settings = new;
+            }
+            Err(e) => {
+                Event::new(
+                    EventKind::ConfigRejected,
+                    format!("configuration rejected, the running one stays in force: {e}"),
+                )
+                .field("CONFIG", &e.source)
+                .field(
+                    "CONFIG_LINE",
+                    e.line.map_or(String::new(), |l| l.to_string()),
+                )
+                .emit();
+            }
+        }
+        let status = self.tick();
+        self.notifier.ready(&status);
+    }
+}
+
+/// Memory for `settings`' knobs, keeping what was known about knobs that did not change.
+fn fresh_memory(settings: &Settings, old: &[Memory]) -> Vec<Memory> {
+    settings
+        .knobs
+        .iter()
+        .map(|k| {
+            let id = knob_id(k);
+            let seen = old
+                .iter()
+                .find(|m| m.id == id)
+                .map_or(Seen::Fresh, |m| m.seen.clone());
+            Memory { id, seen }
+        })
+        .collect()
+}
+
+fn seen_after(r: &KnobReport) -> Seen {
+    match r.status() {
+        Status::Ok | Status::BootDrift => Seen::Ok,
+        Status::Absent => Seen::Absent,
+        Status::Drift => Seen::Drifting(r.current().unwrap_or("").to_string()),
+        Status::Error => Seen::Failed(r.error().map(|e| e.to_string()).unwrap_or_default()),
+    }
+}
+
+/// The event (if any) that a pass's result for one knob deserves, given what was last said.
+fn event_for(r: &KnobReport, seen: &Seen) -> Option<Event> {
+    let k = r.knob;
+    let now = seen_after(r);
+    if &now == seen && !matches!(r.repair, Some(Ok(()))) {
+        return None; // steady state: nothing new to say
+    }
+    let observed = match &r.observed {
+        Ok(v) => v.as_str(),
+        Err(_) => "",
+    };
+    let base = |kind, msg: String| {
+        Event::new(kind, msg)
+            .field("KNOB", k.name())
+            .field("EXPECTED", k.desired())
+            .field("OBSERVED", observed)
+    };
+    let event = match (&r.repair, &r.observed) {
+        (Some(Ok(())), _) if *seen == Seen::Fresh => base(
+            EventKind::Enforced,
+            format!("{}: set to {} (was {observed})", k.name(), k.desired()),
+        ),
+        (Some(Ok(())), _) => base(
+            EventKind::Repaired,
+            format!(
+                "{}: drifted to {observed}, set back to {}",
+                k.name(),
+                k.desired()
+            ),
+        ),
+        (Some(Err(e)), _) | (None, Err(e)) if e.is_absent() => {
+            base(EventKind::KnobAbsent, format!("{}: {e}", k.name())).errno(e.errno())
+        }
+        (Some(Err(e)), _) | (None, Err(e)) => {
+            base(EventKind::RepairFailed, format!("{}: {e}", k.name())).errno(e.errno())
+        }
+        (None, Ok(v)) if v != k.desired() => base(
+            EventKind::DriftDetected,
+            format!(
+                "{}: is {v}, expected {} (audit mode: not repaired)",
+                k.name(),
+                k.desired()
+            ),
+        ),
+        (None, Ok(_)) if *seen == Seen::Fresh => base(
+            EventKind::Enforced,
+            format!("{}: already {}", k.name(), k.desired()),
+        ),
+        (None, Ok(_)) => base(
+            EventKind::BackInSpec,
+            format!("{}: is {} again", k.name(), k.desired()),
+        ),
+    };
+    Some(event)
+}
+
+/// The `STATUS=` line: short, and the same from tick to tick while nothing changes.
+fn status_line(reports: &[KnobReport], repairs: u64, repair_mode: bool) -> String {
+    let total = reports.len();
+    let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
+    let ok = count(Status::Ok) + count(Status::BootDrift);
+    let mut line = if ok == total {
+        format!("{total} knobs in spec")
+    } else {
+        format!("{ok} of {total} knobs in spec")
+    };
+    for (s, what) in [
+        (Status::Drift, "drifted"),
+        (Status::Absent, "absent"),
+        (Status::Error, "failing"),
+    ] {
+        let n = count(s);
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
+        }
+    }
+    if repair_mode {
+        line.push_str(&format!(", {repairs} repairs since start"));
+    } else {
+        line.push_str(" (audit mode)");
+    }
+    line
+}
+
+/// Signal flags and the self-pipe that wakes `poll` when one arrives.
+struct Signals {
+    hup: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+    wake: UnixStream,
+}
+
+impl Signals {
+    fn install() -> io::Result<Signals> {
+        let (wake, tx) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        let hup = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGHUP, Arc::clone(&hup))?;
+        signal_hook::low_level::pipe::register(SIGHUP, tx.try_clone()?)?;
+        for sig in [SIGTERM, SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&term))?;
+            signal_hook::low_level::pipe::register(sig, tx.try_clone()?)?;
+        }
+        Ok(Signals { hup, term, wake })
+    }
+
+    /// Empty the self-pipe; a burst of signals becomes one wake-up.
+    fn drain(&mut self) {
+        let mut buf = [0u8; 64];
+        while matches!(self.wake.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// Run the daemon until SIGTERM/SIGINT. `settings` were loaded (and validated) by the
+/// caller; `config` is what to reload from.
+pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<()> {
+    // Signals first: a SIGTERM during the first pass must not kill us mid-write.
+    let mut signals = Signals::install()?;
+    log::info!(
+        "starting: {} knobs from {}, interval {:?}, {}",
+        settings.knobs.len(),
+        settings.source,
+        settings.interval,
+        if settings.repair {
+            "repair mode"
+        } else {
+            "audit mode"
+        }
+    );
+    let mut d = Daemon::new(root, config.map(Path::to_path_buf), settings);
+    let status = d.tick();
+    d.notifier.ready(&status);
+
+    let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
+    let now = Instant::now();
+    let mut next_tick = now + d.settings.interval;
+    let mut next_ping = watchdog.map(|p| now + p);
+    if watchdog.is_some() {
+        d.notifier.watchdog();
+    }
+
+    loop {
+        let now = Instant::now();
+        let deadline = next_ping.map_or(next_tick, |p| p.min(next_tick));
+        let wait = deadline.saturating_duration_since(now);
+        // Round up so we never spin on a sub-millisecond remainder.
+        let ms = wait.as_micros().div_ceil(1000);
+        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+        signals.drain();
+
+        if signals.term.swap(false, Ordering::SeqCst) {
+            d.notifier.stopping();
+            log::info!("stopping on signal");
+            return Ok(());
+        }
+        if signals.hup.swap(false, Ordering::SeqCst) {
+            d.reload();
+            next_tick = Instant::now() + d.settings.interval;
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            let status = d.tick();
+            d.notifier.status(&status);
+            next_tick = now + d.settings.interval;
+        }
+        if let (Some(period), Some(at)) = (watchdog, next_ping) {
+            if now >= at {
+                d.notifier.watchdog();
+                next_ping = Some(now + period);
+            }
+        }
+    }
+}
