@@ -289,6 +289,27 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Load again for a reload. Like [`Settings::load`], except that when the running
+    /// settings came from a file, that file vanishing is an error, not a quiet switch to the
+    /// compiled-in default: a deleted or half-replaced config keeps the last good one.
+    pub fn reload(&self, root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
+        let new = Settings::load(root, config)?;
+        match (&self.source, &new.source) {
+            (Source::File(path), Source::Builtin) => Err(ConfigError {
+                source: self.source.clone(),
+                line: None,
+                message: format!(
+                    "the config file is gone; restore {}, or restart forksafe to use the \
+                     compiled-in default",
+                    path.display()
+                ),
+            }),
+            _ => Ok(new),
+        }
+    }
+}
+
 /// Running as root, a config anyone else can change is a way to root: refuse a file, or a
 /// directory holding it, that is not owned by root or is group- or world-writable.
 fn check_trusted(path: &Path) -> Result<(), String> {

@@ -80,7 +80,7 @@ impl Daemon {
 
     fn reload(&mut self) {
         self.notifier.reloading();
-        match Settings::load(&self.root, self.config.as_deref()) {
+        match self.settings.reload(&self.root, self.config.as_deref()) {
             Ok(new) => {
                 Event::new(
                     EventKind::ConfigReloaded,

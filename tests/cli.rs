@@ -1,0 +1,256 @@
+//! The real binary against fixture trees: check's table and JSON, apply, exit codes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+use common::*;
+
+/// (fixture, arguments, exit code, stdout fragments, stderr fragments)
+type Case = (
+    &'static str,
+    &'static [&'static str],
+    i32,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const CASES: &[Case] = &[
+    (
+        "01-drift",
+        &["check"],
+        1,
+        &[
+            "KNOB                                    DESIRED  CURRENT  STATUS\n",
+            "vm.overcommit_memory                    1        0        drift\n",
+            "kernel/mm/transparent_hugepage/defrag   never    madvise  drift\n",
+            "kernel/mm/transparent_hugepage/enabled  never    always   drift\n",
+        ],
+        &["using the compiled-in default configuration"],
+    ),
+    (
+        "02-in-spec",
+        &["check"],
+        0,
+        &["enabled  never    never    ok"],
+        &[],
+    ),
+    (
+        "02-in-spec",
+        &["apply"],
+        0,
+        &["vm.overcommit_memory: already 1"],
+        &[],
+    ),
+    (
+        "03-no-thp",
+        &["check"],
+        1,
+        &["kernel/mm/transparent_hugepage/enabled  never    -        absent"],
+        &[],
+    ),
+    (
+        "04-config",
+        &["check"],
+        1,
+        &[
+            "net.ipv4.tcp_rmem                       4096 131072 6291456  4096 131072 6291456  ok\n",
+            "vm.overcommit_memory                    1                    2                    drift\n",
+        ],
+        &[],
+    ),
+    (
+        "05-bad-config",
+        &["check"],
+        2,
+        &[],
+        &[
+            "etc/forksafe/forksafe.toml:6: vm.overcommit_memory_typo: the value is empty",
+            "nothing was changed",
+        ],
+    ),
+    ("05-bad-config", &["apply"], 2, &[], &["forksafe.toml:6:"]),
+    ("05-bad-config", &["run"], 2, &[], &["forksafe.toml:6:"]),
+    (
+        "01-drift",
+        &["--config", "/nonexistent.toml", "check"],
+        2,
+        &[],
+        &["cannot read the config file"],
+    ),
+    (
+        "01-drift",
+        &["check", "--bogus"],
+        2,
+        &[],
+        &["unknown option \"--bogus\""],
+    ),
+    ("01-drift", &[], 2, &[], &["no command given"]),
+    (
+        "01-drift",
+        &["--help"],
+        0,
+        &["Usage: forksafe", "Exit codes"],
+        &[],
+    ),
+    ("01-drift", &["--version"], 0, &["forksafe 0.1.0"], &[]),
+];
+
+#[test]
+fn exit_codes_and_output() {
+    for (fixture, args, code, out, err) in CASES {
+        let tree = Tree::new(fixture);
+        let before = snapshot(&tree);
+        let o = tree.run(args);
+        let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+        let ctx = format!("{fixture} {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert_eq!(o.status.code(), Some(*code), "{ctx}");
+        for f in *out {
+            assert!(stdout.contains(f), "stdout lacks {f:?}: {ctx}");
+        }
+        for f in *err {
+            assert!(stderr.contains(f), "stderr lacks {f:?}: {ctx}");
+        }
+        if args.first() != Some(&"apply") || *code == 2 {
+            // check, usage errors and refused configs write nothing.
+            assert_eq!(snapshot(&tree), before, "{ctx}");
+        }
+    }
+}
+
+/// Every file's content in the tree.
+fn snapshot(tree: &Tree) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![tree.root().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(tree.root()).unwrap().display().to_string();
+                out.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn check_json() {
+    let tree = Tree::new("01-drift");
+    let o = tree.run(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let knobs = v["knobs"].as_array().unwrap();
+    assert_eq!(knobs.len(), 3);
+    let k = &knobs[0];
+    assert_eq!(k["name"], "vm.overcommit_memory");
+    assert_eq!(k["kind"], "sysctl");
+    assert_eq!(k["path"], tree.path(OVERCOMMIT).display().to_string());
+    assert_eq!(k["desired"], "1");
+    assert_eq!(k["current"], "0");
+    assert_eq!(k["status"], "drift");
+    assert_eq!(knobs[2]["name"], "kernel/mm/transparent_hugepage/enabled");
+    assert_eq!(knobs[2]["kind"], "sysfs");
+    assert_eq!(knobs[2]["current"], "always");
+
+    let tree = Tree::new("03-no-thp");
+    let v: serde_json::Value =
+        serde_json::from_slice(&tree.run(&["check", "--json"]).stdout).unwrap();
+    let absent = &v["knobs"][1];
+    assert_eq!(absent["status"], "absent");
+    assert_eq!(absent["current"], serde_json::Value::Null);
+    assert!(
+        absent["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not have this knob")
+    );
+}
+
+#[test]
+fn apply_fixes_drift() {
+    for fixture in ["01-drift", "03-no-thp", "04-config"] {
+        let tree = Tree::new(fixture);
+        let o = tree.run(&["apply"]);
+        let expected_code = if fixture == "03-no-thp" { 1 } else { 0 };
+        assert_eq!(
+            o.status.code(),
+            Some(expected_code),
+            "{fixture}: {}",
+            text(&o.stderr)
+        );
+        tree.assert_matches_expected();
+        // And now check agrees, except for the knobs this kernel lacks.
+        assert_eq!(tree.run(&["check"]).status.code(), Some(expected_code));
+    }
+}
+
+#[test]
+fn apply_reports_each_change() {
+    let tree = Tree::new("01-drift");
+    let o = tree.run(&["apply"]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("vm.overcommit_memory: set to 1 (was 0)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kernel/mm/transparent_hugepage/enabled: set to never (was always)"),
+        "{out}"
+    );
+}
+
+/// A write the kernel (here: the file system) refuses: the other knobs are still enforced,
+/// the error says what is likely going on, and the exit code says something is not set.
+#[test]
+fn apply_with_a_read_only_knob() {
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIPPED apply_with_a_read_only_knob: needs root and unshare(1) for a private read-only bind mount"
+        );
+        return;
+    }
+    let tree = Tree::new("01-drift");
+    let vm = tree.path("proc/sys/vm");
+    let script = format!(
+        "mount --bind {vm} {vm} && mount -o remount,bind,ro {vm} && exec {BIN} --root {root} apply",
+        vm = vm.display(),
+        root = tree.root().display()
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(err.contains("likely a container or a sandbox"), "{err}");
+    assert_eq!(tree.read(OVERCOMMIT), "0\n");
+    assert_eq!(tree.read(&format!("{THP}/enabled")), "never\n");
+    assert_eq!(tree.read(&format!("{THP}/defrag")), "never\n");
+}
+
+use std::process::Command;
+
+/// A sysfs knob that is a symlink out of /sys is never written.
+#[test]
+fn symlink_escape_is_refused() {
+    let tree = Tree::new("01-drift");
+    tree.write("etc/victim", "precious\n");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        "[sysfs]\n\"kernel/mm/evil\" = \"never\"\n",
+    );
+    std::os::unix::fs::symlink("../../../etc/victim", tree.path("sys/kernel/mm/evil")).unwrap();
+    let o = tree.run(&["apply"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("outside its tree"), "{err}");
+    assert_eq!(tree.read("etc/victim"), "precious\n");
+}

@@ -1,0 +1,221 @@
+//! Shared helpers for the integration tests: fixture trees, running the real binary, and a
+//! daemon harness that listens on its NOTIFY_SOCKET.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_forksafe");
+pub const THP: &str = "sys/kernel/mm/transparent_hugepage";
+pub const OVERCOMMIT: &str = "proc/sys/vm/overcommit_memory";
+
+/// How long a liveness wait may take before the test fails. Generous: these machines are
+/// shared and slow; the tests assert that something happens, not how fast.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let ft = entry.file_type().unwrap();
+        if ft.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A private copy of `tests/fixtures/<name>/root`.
+pub struct Tree {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+}
+
+impl Tree {
+    pub fn new(name: &str) -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&fixtures().join(name).join("root"), dir.path());
+        Tree {
+            dir,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Every file of `tests/fixtures/<name>/expected` has the same content here.
+    pub fn assert_matches_expected(&self) {
+        let expected = fixtures().join(&self.name).join("expected");
+        let mut stack = vec![expected.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let rel = p.strip_prefix(&expected).unwrap();
+                let got = std::fs::read_to_string(self.root().join(rel))
+                    .unwrap_or_else(|e| format!("<{e}>"));
+                assert_eq!(
+                    got,
+                    std::fs::read_to_string(&p).unwrap(),
+                    "{}",
+                    rel.display()
+                );
+            }
+        }
+    }
+
+    /// Run the real binary with `--root` this tree.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Poll `cond` until it holds or PATIENCE runs out.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running `forksafe run` with a NOTIFY_SOCKET we listen on and stderr in a file.
+pub struct Daemon {
+    pub child: Child,
+    pub notify: UnixDatagram,
+    pub stderr: PathBuf,
+    _sock_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Start `forksafe --root <root> run` (through `wrap`, e.g. `unshare`, when given).
+    pub fn start(root: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(root, env, None)
+    }
+
+    pub fn start_with(root: &Path, env: &[(&str, &str)], wrap: Option<&[&str]>) -> Daemon {
+        let sock_dir = tempfile::tempdir().unwrap();
+        let sock = sock_dir.path().join("notify");
+        let notify = UnixDatagram::bind(&sock).unwrap();
+        notify.set_read_timeout(Some(PATIENCE)).unwrap();
+        let stderr = sock_dir.path().join("stderr");
+        let mut cmd = match wrap {
+            Some(w) => {
+                let mut c = Command::new(w[0]);
+                c.args(&w[1..]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.arg("--root")
+            .arg(root)
+            .arg("run")
+            .env("NOTIFY_SOCKET", &sock)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            notify,
+            stderr,
+            _sock_dir: sock_dir,
+        }
+    }
+
+    /// The next datagram on the notify socket.
+    pub fn next_message(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self
+            .notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no sd_notify message: {e}; stderr:\n{}", self.log()));
+        text(&buf[..n])
+    }
+
+    /// Read messages until one contains `needle`; return it.
+    pub fn wait_message(&self, needle: &str) -> String {
+        loop {
+            let m = self.next_message();
+            if m.contains(needle) {
+                return m;
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// SIGTERM, then the exit code (waiting at most PATIENCE).
+    pub fn stop(mut self) -> (i32, String) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), self.log());
+            }
+            assert!(start.elapsed() < PATIENCE, "daemon ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
