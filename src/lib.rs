@@ -11,3 +11,4 @@ pub mod enforce;
 pub mod knob;
 pub mod report;
 pub mod root;
+pub mod sysctl_d;
