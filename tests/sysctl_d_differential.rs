@@ -1,0 +1,280 @@
+//! Differential test: forksafe's model of the next boot against the real systemd-sysctl.
+//!
+//! Generates hundreds of sysctl.d trees from a seed (printed; set FORKSAFE_DIFF_SEED to
+//! replay one run, FORKSAFE_DIFF_TREES for how many). In one private mount namespace,
+//! tmpfs covers the sysctl.d directories and /proc/sys (holding only the test's keys); for
+//! each tree the files are copied in, /lib/systemd/systemd-sysctl runs, and the value it
+//! wrote to each key is compared with `Table::effective`. The host is never touched.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+use common::is_root;
+use forksafe::root::Root;
+use forksafe::sysctl_d::Table;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+const SYSTEMD_SYSCTL: &str = "/lib/systemd/systemd-sysctl";
+const DIRS: [&str; 4] = [
+    "etc/sysctl.d",
+    "run/sysctl.d",
+    "usr/local/lib/sysctl.d",
+    "usr/lib/sysctl.d",
+];
+
+/// The keys that exist in the fake /proc/sys.
+const KEYS: &[&str] = &[
+    "vm/overcommit_memory",
+    "vm/overcommit_ratio",
+    "vm/swappiness",
+    "kernel/pid_max",
+    "net/ipv4/conf/all/rp_filter",
+    "net/ipv4/conf/default/rp_filter",
+    "net/ipv4/conf/eth0.100/rp_filter",
+    "fs/file-max",
+];
+
+const GLOBS: &[&str] = &[
+    "net.ipv4.conf.*.rp_filter",
+    "net/ipv4/conf/*/rp_filter",
+    "vm.overcommit_*",
+    "vm/*",
+    "kernel.pid_m?x",
+    "net/ipv4/conf/[ae]*/rp_filter",
+    "net/ipv4/conf/[!a]*/rp_filter",
+    "vm/{swappiness,overcommit_ratio}*",
+    "*/pid_max",
+    "vm/{swappiness,overcommit_ratio}",
+];
+
+const NAMES: &[&str] = &[
+    "10-a.conf",
+    "50-b.conf",
+    "50-default.conf",
+    "99-sysctl.conf",
+    "99-zz-forksafe.conf",
+    "A.conf",
+    "b.conf",
+    "zz.conf",
+    ".hidden.conf",
+    "x.conf~",
+    "y.conf.dpkg-old",
+    "notconf.txt",
+];
+
+/// xorshift64*: small, seeded, good enough to shuffle test cases.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len())]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// A way of writing `key` (slashed) that systemd normalises back to it.
+fn spell(rng: &mut Rng, key: &str) -> String {
+    let dotted: String = key
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            '.' => '/',
+            c => c,
+        })
+        .collect();
+    match rng.below(5) {
+        0 | 1 => dotted,
+        2 => key.to_string(),
+        3 => format!("/{key}"),
+        _ => dotted.replacen('.', "..", 1),
+    }
+}
+
+fn line(rng: &mut Rng) -> String {
+    let key = if rng.chance(25) {
+        rng.pick(GLOBS).to_string()
+    } else {
+        let k = rng.pick(KEYS);
+        spell(rng, k)
+    };
+    let value = rng.below(100).to_string();
+    let eol = match rng.below(10) {
+        0 => "\r\n",
+        1 => "\r",
+        _ => "\n",
+    };
+    let body = match rng.below(20) {
+        0 => "# a comment".to_string(),
+        1 => format!("; {key} = {value}"),
+        2 => String::new(),
+        3 => "   \t ".to_string(),
+        4 => "not an assignment".to_string(),
+        5 => format!("-{key}"),
+        6 | 7 => format!("-{key} = {value}"),
+        8 => format!("\t{key}\t=\t{value}\t"),
+        9 => format!("{key}={value}"),
+        10 => format!("  {key} = {value} {value}"),
+        _ => format!("{key} = {value}"),
+    };
+    format!("{body}{eol}")
+}
+
+/// Write one random tree under `dir`.
+fn generate(rng: &mut Rng, dir: &Path) {
+    for d in DIRS {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    for _ in 0..rng.below(9) {
+        let path = dir.join(rng.pick(&DIRS)).join(rng.pick(NAMES));
+        let _ = std::fs::remove_file(&path);
+        match rng.below(12) {
+            0 => std::os::unix::fs::symlink("/dev/null", &path).unwrap(),
+            1 => std::fs::write(&path, "").unwrap(),
+            2 => std::os::unix::fs::symlink("/nonexistent/dangling.conf", &path).unwrap(),
+            _ => {
+                let text: String = (0..1 + rng.below(6)).map(|_| line(rng)).collect();
+                std::fs::write(&path, text).unwrap();
+            }
+        }
+    }
+}
+
+fn why_not() -> Option<String> {
+    if !is_root() {
+        return Some("not root (needs a private mount namespace)".into());
+    }
+    if !Path::new(SYSTEMD_SYSCTL).exists() {
+        return Some(format!(
+            "{SYSTEMD_SYSCTL} is missing (apt-get install systemd)"
+        ));
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        return Some("unshare(1) is missing (apt-get install util-linux)".into());
+    }
+    None
+}
+
+#[test]
+fn model_matches_systemd_sysctl() {
+    if let Some(why) = why_not() {
+        eprintln!("\n*** SKIPPED model_matches_systemd_sysctl: {why} ***\n");
+        return;
+    }
+    let seed: u64 = std::env::var("FORKSAFE_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let trees: usize = std::env::var("FORKSAFE_DIFF_TREES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    eprintln!(
+        "differential test: seed {seed}, {trees} trees (FORKSAFE_DIFF_SEED={seed} replays it)"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let mut rng = Rng(seed);
+    for i in 0..trees {
+        generate(&mut rng, &work.path().join(format!("trees/{i:04}")));
+    }
+
+    let keys = KEYS.join(" ");
+    let script = format!(
+        r#"set -eu
+mount -t tmpfs tmpfs /etc/sysctl.d
+mount -t tmpfs tmpfs /run && mkdir /run/sysctl.d
+mount -t tmpfs tmpfs /usr/local/lib && mkdir /usr/local/lib/sysctl.d
+mount -t tmpfs tmpfs /usr/lib/sysctl.d
+mount -t tmpfs tmpfs /proc/sys
+for t in {work}/trees/*; do
+  for d in {dirs}; do
+    find /$d -mindepth 1 -delete
+    cp -a $t/$d/. /$d/
+  done
+  find /proc/sys -mindepth 1 -delete
+  for k in {keys}; do mkdir -p /proc/sys/$(dirname $k); : > /proc/sys/$k; done
+  {SYSTEMD_SYSCTL} >/dev/null 2>&1 || true
+  for k in {keys}; do printf '%s\t%s\n' $k "$(head -n1 /proc/sys/$k)"; done > $t.result
+done
+"#,
+        work = work.path().display(),
+        dirs = DIRS.join(" "),
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "namespace script failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let mut failures = String::new();
+    let mut compared = 0;
+    for i in 0..trees {
+        let tree = work.path().join(format!("trees/{i:04}"));
+        let result = std::fs::read_to_string(tree.with_extension("result")).unwrap();
+        let table = Table::read(&Root::new(&tree));
+        for row in result.lines() {
+            let (key, systemd) = row.split_once('\t').unwrap();
+            let ours = table
+                .effective(key)
+                .and_then(|a| a.value.clone())
+                .unwrap_or_default();
+            compared += 1;
+            if ours != systemd {
+                writeln!(
+                    failures,
+                    "tree {i:04} key {key}: systemd-sysctl wrote {systemd:?}, forksafe predicts {ours:?} (from {:?})",
+                    table.effective(key)
+                )
+                .unwrap();
+            }
+        }
+        if !failures.is_empty() {
+            // Show the first failing tree in full.
+            for d in DIRS {
+                for e in std::fs::read_dir(tree.join(d)).unwrap().flatten() {
+                    let content =
+                        std::fs::read(e.path()).map(|b| String::from_utf8_lossy(&b).into_owned());
+                    writeln!(
+                        failures,
+                        "  {d}/{}: {content:?}",
+                        e.file_name().to_string_lossy()
+                    )
+                    .unwrap();
+                }
+            }
+            break;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "seed {seed}: forksafe disagrees with systemd-sysctl:\n{failures}"
+    );
+    eprintln!("differential test: {compared} key values agree across {trees} trees");
+}
