@@ -11,14 +11,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use std::time::Duration;
+
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Settings;
-use crate::enforce::{self, KnobReport, Status};
+use crate::enforce::{self, DropinReport, KnobReport, Status};
 use crate::knob::{Kind, Knob};
 use crate::report::{Event, EventKind, Notifier};
 use crate::root::Root;
+use crate::sysctl_d::{self, DropinState, Table};
+
+/// How often sysctl.d is re-read even without an inotify event (a directory that did not
+/// exist when the watches were set, an edit of /etc/sysctl.conf, a missed event).
+const SYSCTL_D_RECHECK: Duration = Duration::from_secs(10);
 
 /// What the daemon last reported about a knob, so it speaks only on change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +56,13 @@ struct Daemon {
     memory: Vec<Memory>,
     repairs: u64,
     notifier: Notifier,
+    /// The sysctl.d table as last read (when the drop-in is managed).
+    table: Option<Table>,
+    /// What was last said about the drop-in, so it is said once per change.
+    dropin_said: String,
+    /// The overrides last reported, per sysctl knob name.
+    overrides_said: Vec<(String, String)>,
+    watch: Watch,
 }
 
 impl Daemon {
@@ -60,12 +75,168 @@ impl Daemon {
             memory,
             repairs: 0,
             notifier: Notifier::default(),
+            table: None,
+            dropin_said: String::new(),
+            overrides_said: Vec::new(),
+            watch: Watch::new(),
         }
+    }
+
+    /// Keep the drop-in and say what the next boot will do. Runs at start, on reload, on
+    /// inotify events in the sysctl.d directories and every SYSCTL_D_RECHECK.
+    fn sysctl_d(&mut self) {
+        let report = enforce::persist(&self.root, &self.settings, self.settings.repair);
+        if let Some(r) = &report {
+            self.say_dropin(r);
+        }
+        self.table = report.is_some().then(|| Table::read(&self.root));
+        self.say_overrides();
+        // Directories may have appeared (we may have created /etc/sysctl.d).
+        self.watch.add_dirs(&self.root);
+    }
+
+    fn say_dropin(&mut self, r: &DropinReport) {
+        let file = r.file.display().to_string();
+        let knobs: Vec<&str> = self
+            .settings
+            .knobs
+            .iter()
+            .filter(|k| k.kind() == Kind::Sysctl)
+            .map(Knob::name)
+            .collect();
+        let knobs = knobs.join(",");
+        let (kind, said, message) = match (&r.before, &r.wrote) {
+            (_, Some(Ok(created))) => {
+                let what = match (&r.before, self.dropin_said.is_empty()) {
+                    (DropinState::Missing, true) => "written".to_string(),
+                    (DropinState::Missing, false) => "was deleted; rewritten".to_string(),
+                    (_, true) => "was out of date; rewritten".to_string(),
+                    (_, false) => "was changed; rewritten".to_string(),
+                };
+                let dir = if *created {
+                    " (created its directory)"
+                } else {
+                    ""
+                };
+                (
+                    EventKind::DropinWritten,
+                    "ok".to_string(),
+                    format!("{file} {what}{dir}"),
+                )
+            }
+            (_, Some(Err(e))) => (
+                EventKind::RepairFailed,
+                format!("failed {e}"),
+                e.to_string(),
+            ),
+            (DropinState::Current, None) => {
+                self.dropin_said = "ok".into();
+                return;
+            }
+            (DropinState::Foreign, None) => (
+                EventKind::DropinForeign,
+                "foreign".into(),
+                format!(
+                    "{file} exists without forksafe's header; it is not ours and is left alone. \
+                     Move it away (forksafe then writes its own), or point [sysctl_d] file elsewhere"
+                ),
+            ),
+            (DropinState::Symlink, None) => (
+                EventKind::DropinForeign,
+                "symlink".into(),
+                format!("{file} is a symlink; forksafe never writes through one. Remove it"),
+            ),
+            (DropinState::Unreadable(e), None) => (
+                EventKind::RepairFailed,
+                format!("unreadable {e}"),
+                format!("cannot read {file}: {e}"),
+            ),
+            (DropinState::Missing | DropinState::Outdated, None) => (
+                EventKind::DriftDetected,
+                format!("audit {}", r.before.as_str()),
+                format!("{file} is {} (audit mode: not written)", r.before.as_str()),
+            ),
+        };
+        if said == self.dropin_said && kind != EventKind::DropinWritten {
+            return;
+        }
+        self.dropin_said = said;
+        Event::new(kind, message)
+            .field("FILE", &file)
+            .field("KNOB", knobs)
+            .errno(match &r.wrote {
+                Some(Err(e)) => e.err.raw_os_error(),
+                _ => None,
+            })
+            .emit();
+    }
+
+    fn say_overrides(&mut self) {
+        let Some(table) = &self.table else { return };
+        let mut now = Vec::new();
+        for k in self
+            .settings
+            .knobs
+            .iter()
+            .filter(|k| k.kind() == Kind::Sysctl)
+        {
+            let key = k.rel().to_string_lossy();
+            let overrides = table.overrides(&key, k.desired(), self.settings.dropin.as_deref());
+            let text: Vec<String> = overrides.iter().map(|a| a.to_string()).collect();
+            let text = text.join("; ");
+            let before = self
+                .overrides_said
+                .iter()
+                .find(|(n, _)| n == k.name())
+                .map_or("", |(_, t)| t.as_str());
+            if text != before {
+                match overrides.last() {
+                    Some(last) => Event::new(
+                        EventKind::BootOverride,
+                        format!(
+                            "{}: the next boot will not keep {}: {text}{}. Remove or change that \
+                             line (forksafe still sets the value once it runs)",
+                            k.name(),
+                            k.desired(),
+                            if last.file == std::path::Path::new(sysctl_d::SYSCTL_CONF) {
+                                " (procps `sysctl --system` applies /etc/sysctl.conf last)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    )
+                    .field("KNOB", k.name())
+                    .field("EXPECTED", k.desired())
+                    .field("OBSERVED", last.value.as_deref().unwrap_or(""))
+                    .field("FILE", last.file.display())
+                    .field("LINE", last.line)
+                    .emit(),
+                    None => Event::new(
+                        EventKind::BackInSpec,
+                        format!(
+                            "{}: no sysctl.d file overrides {} any more",
+                            k.name(),
+                            k.desired()
+                        ),
+                    )
+                    .field("KNOB", k.name())
+                    .field("EXPECTED", k.desired())
+                    .emit(),
+                }
+            }
+            now.push((k.name().to_string(), text));
+        }
+        self.overrides_said = now;
     }
 
     /// One pass over every knob, with its events. Returns the status line.
     fn tick(&mut self) -> String {
-        let reports = enforce::pass(&self.root, &self.settings.knobs, self.settings.repair);
+        let reports = enforce::pass(
+            &self.root,
+            &self.settings,
+            self.settings.repair,
+            self.table.as_ref(),
+        );
         for (r, mem) in reports.iter().zip(self.memory.iter_mut()) {
             if let Some(event) = event_for(r, &mem.seen) {
                 event.emit();
@@ -100,6 +271,7 @@ impl Daemon {
                 .emit();
                 self.memory = fresh_memory(&new, &self.memory);
                 self.settings = new;
+                self.sysctl_d();
             }
             Err(e) => {
                 Event::new(
@@ -205,12 +377,14 @@ fn status_line(reports: &[KnobReport], repairs: u64, repair_mode: bool) -> Strin
     let total = reports.len();
     let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
     let ok = count(Status::Ok) + count(Status::BootDrift);
+    // (a knob overridden at boot is in spec now; the suffix says the rest)
     let mut line = if ok == total {
         format!("{total} knobs in spec")
     } else {
         format!("{ok} of {total} knobs in spec")
     };
     for (s, what) in [
+        (Status::BootDrift, "overridden at boot"),
         (Status::Drift, "drifted"),
         (Status::Absent, "absent"),
         (Status::Error, "failing"),
@@ -226,6 +400,72 @@ fn status_line(reports: &[KnobReport], repairs: u64, repair_mode: bool) -> Strin
         line.push_str(" (audit mode)");
     }
     line
+}
+
+/// inotify watches on the sysctl.d directories that exist.
+struct Watch {
+    inotify: Option<Inotify>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Watch {
+    fn new() -> Watch {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| {
+                log::warn!(
+                    "inotify unavailable ({e}); sysctl.d is re-read every {SYSCTL_D_RECHECK:?} only"
+                )
+            })
+            .ok();
+        Watch {
+            inotify,
+            dirs: Vec::new(),
+        }
+    }
+
+    fn add_dirs(&mut self, root: &Root) {
+        let Some(ino) = &self.inotify else { return };
+        let flags = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_ONLYDIR;
+        for dir in sysctl_d::DIRS {
+            let Some(path) = root.join(dir).and_then(|p| p.canonicalize().ok()) else {
+                continue;
+            };
+            if !self.dirs.contains(&path) && ino.add_watch(&path, flags).is_ok() {
+                self.dirs.push(path);
+            }
+        }
+    }
+
+    /// Drain pending events; true when there were any.
+    fn drain(&mut self) -> bool {
+        let Some(ino) = &self.inotify else {
+            return false;
+        };
+        let mut any = false;
+        while let Ok(events) = ino.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            any = true;
+            if events.iter().any(|e| {
+                e.mask
+                    .intersects(AddWatchFlags::IN_IGNORED | AddWatchFlags::IN_Q_OVERFLOW)
+            }) {
+                // A watched directory went away (or events were lost): re-add what exists.
+                self.dirs.clear();
+            }
+        }
+        any
+    }
 }
 
 /// Signal flags and the self-pipe that wakes `poll` when one arrives.
@@ -274,8 +514,10 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
         }
     );
     let mut d = Daemon::new(root, config.map(Path::to_path_buf), settings);
+    d.sysctl_d();
     let status = d.tick();
     d.notifier.ready(&status);
+    let mut next_sysctl_d = Instant::now() + SYSCTL_D_RECHECK;
 
     let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
     let now = Instant::now();
@@ -287,17 +529,24 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
 
     loop {
         let now = Instant::now();
-        let deadline = next_ping.map_or(next_tick, |p| p.min(next_tick));
+        let deadline = next_ping
+            .map_or(next_tick, |p| p.min(next_tick))
+            .min(next_sysctl_d);
         let wait = deadline.saturating_duration_since(now);
         // Round up so we never spin on a sub-millisecond remainder.
         let ms = wait.as_micros().div_ceil(1000);
         let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN)];
+        if let Some(ino) = &d.watch.inotify {
+            fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(io::Error::from(e)),
         }
+        drop(fds);
         signals.drain();
+        let changed = d.watch.drain();
 
         if signals.term.swap(false, Ordering::SeqCst) {
             d.notifier.stopping();
@@ -309,6 +558,10 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
             next_tick = Instant::now() + d.settings.interval;
         }
         let now = Instant::now();
+        if changed || now >= next_sysctl_d {
+            d.sysctl_d();
+            next_sysctl_d = now + SYSCTL_D_RECHECK;
+        }
         if now >= next_tick {
             let status = d.tick();
             d.notifier.status(&status);

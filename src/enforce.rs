@@ -2,8 +2,12 @@
 //! it against the settings, and (when asked) write what is wrong, verified by reading back.
 //! What the CLI reports and what the daemon does can then never disagree.
 
-use crate::knob::{Knob, KnobError};
+use std::path::PathBuf;
+
+use crate::config::Settings;
+use crate::knob::{Kind, Knob, KnobError};
 use crate::root::Root;
+use crate::sysctl_d::{self, Assignment, DropinState, Table, WriteError};
 
 /// The state of one knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -43,6 +47,22 @@ pub fn judge(knob: &Knob, observed: &Result<String, KnobError>) -> Status {
     }
 }
 
+/// What the next boot does to a sysctl knob (from sysctl.d).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    /// The assignment the next boot applies, if any.
+    pub value: Option<Assignment>,
+    /// Assignments that differ from the desired value and would win over ours.
+    pub overrides: Vec<Assignment>,
+}
+
+impl Boot {
+    /// Whether the next boot leaves the knob at `desired`.
+    pub fn is_right(&self, desired: &str) -> bool {
+        self.value.as_ref().and_then(|a| a.value.as_deref()) == Some(desired)
+    }
+}
+
 /// One knob after a pass: what was read, and what a repair did.
 #[derive(Debug, Clone)]
 pub struct KnobReport<'a> {
@@ -52,16 +72,22 @@ pub struct KnobReport<'a> {
     pub observed: Result<String, KnobError>,
     /// `Some` when a write was made: its verified outcome.
     pub repair: Option<Result<(), KnobError>>,
+    /// For sysctl knobs when the drop-in is managed: what the next boot applies.
+    pub boot: Option<Boot>,
 }
 
 impl KnobReport<'_> {
     /// The state after the pass.
     pub fn status(&self) -> Status {
-        match &self.repair {
+        let now = match &self.repair {
             None => judge(self.knob, &self.observed),
             Some(Ok(())) => Status::Ok,
             Some(Err(e)) if e.is_absent() => Status::Absent,
             Some(Err(_)) => Status::Error,
+        };
+        match &self.boot {
+            Some(b) if now == Status::Ok && !b.is_right(self.knob.desired()) => Status::BootDrift,
+            _ => now,
         }
     }
 
@@ -84,27 +110,90 @@ impl KnobReport<'_> {
 }
 
 /// Read every knob, in order; when `repair`, write each drifted one and verify it. Knobs are
-/// handled one after another so a failing knob never stops the others.
-pub fn pass<'a>(root: &Root, knobs: &'a [Knob], repair: bool) -> Vec<KnobReport<'a>> {
-    knobs
+/// handled one after another so a failing knob never stops the others. With `boot` (the
+/// sysctl.d table, given when the drop-in is managed), sysctl knobs also get their boot value.
+pub fn pass<'a>(
+    root: &Root,
+    settings: &'a Settings,
+    repair: bool,
+    boot: Option<&Table>,
+) -> Vec<KnobReport<'a>> {
+    settings
+        .knobs
         .iter()
         .map(|knob| {
             let observed = knob.read(root);
             let repair =
                 (repair && judge(knob, &observed) == Status::Drift).then(|| knob.write(root));
+            let boot = boot
+                .filter(|_| knob.kind() == Kind::Sysctl)
+                .map(|t| boot_of(t, knob, settings.dropin.as_deref()));
             KnobReport {
                 knob,
                 observed,
                 repair,
+                boot,
             }
         })
         .collect()
 }
 
+fn boot_of(table: &Table, knob: &Knob, ours: Option<&std::path::Path>) -> Boot {
+    let key = knob.rel().to_string_lossy();
+    Boot {
+        value: table.effective(&key).cloned(),
+        overrides: table
+            .overrides(&key, knob.desired(), ours)
+            .into_iter()
+            .cloned()
+            .collect(),
+    }
+}
+
+/// The managed drop-in after [`persist`].
+#[derive(Debug)]
+pub struct DropinReport {
+    /// The drop-in's path (on the system).
+    pub file: PathBuf,
+    /// What was there before.
+    pub before: DropinState,
+    /// `Some` when it was written: the outcome (Ok(true): its directory was created).
+    pub wrote: Option<Result<bool, WriteError>>,
+}
+
+impl DropinReport {
+    /// Whether the drop-in now has exactly our content.
+    pub fn is_current(&self) -> bool {
+        match &self.wrote {
+            Some(r) => r.is_ok(),
+            None => self.before == DropinState::Current,
+        }
+    }
+}
+
+/// Bring the managed drop-in in line with the settings (when `write`), or only look at it.
+/// `None` when the drop-in is not managed. A file without our header, or a symlink, is
+/// never written.
+pub fn persist(root: &Root, settings: &Settings, write: bool) -> Option<DropinReport> {
+    let file = settings.dropin.clone()?;
+    let content = sysctl_d::render(settings);
+    let before = sysctl_d::inspect(root, &file, &content);
+    let ours = matches!(before, DropinState::Missing | DropinState::Outdated);
+    let wrote = (write && ours).then(|| sysctl_d::write_atomic(root, &file, &content));
+    Some(DropinReport {
+        file,
+        before,
+        wrote,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::knob::Kind;
+
+    fn settings(text: &str) -> Settings {
+        Settings::parse(text, crate::config::Source::Builtin).unwrap()
+    }
 
     #[test]
     fn pass_repairs_only_when_asked() {
@@ -113,28 +202,84 @@ mod tests {
         std::fs::create_dir_all(t.path().join("proc/sys/vm")).unwrap();
         let file = t.path().join("proc/sys/vm/overcommit_memory");
         std::fs::write(&file, "0\n").unwrap();
-        let knobs = vec![
-            Knob::new(Kind::Sysctl, "vm.overcommit_memory", "1").unwrap(),
-            Knob::new(
-                Kind::Sysfs,
-                "kernel/mm/transparent_hugepage/enabled",
-                "never",
-            )
-            .unwrap(),
-        ];
+        let knobs = settings(
+            "[sysctl]
+\"vm.overcommit_memory\" = 1
+\
+             [sysfs]
+\"kernel/mm/transparent_hugepage/enabled\" = \"never\"
+",
+        );
 
-        let r = pass(&root, &knobs, false);
+        let r = pass(&root, &knobs, false, None);
         assert_eq!(r[0].status(), Status::Drift);
         assert_eq!(r[0].current(), Some("0"));
         assert!(r[0].repair.is_none());
         assert_eq!(r[1].status(), Status::Absent);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n");
 
-        let r = pass(&root, &knobs, true);
+        let r = pass(&root, &knobs, true, None);
         assert_eq!(r[0].status(), Status::Ok);
         assert_eq!(r[0].observed.as_deref(), Ok("0"));
         assert_eq!(r[1].status(), Status::Absent);
         assert!(r[1].repair.is_none());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "1\n");
+    }
+
+    #[test]
+    fn boot_drift_and_persist() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        std::fs::create_dir_all(t.path().join("proc/sys/vm")).unwrap();
+        std::fs::write(t.path().join("proc/sys/vm/overcommit_memory"), "1\n").unwrap();
+        let s = settings("[sysctl]\n\"vm.overcommit_memory\" = 1\n");
+
+        // Right now, but nothing persists it: boot-drift.
+        let table = Table::read(&root);
+        assert_eq!(
+            pass(&root, &s, false, Some(&table))[0].status(),
+            Status::BootDrift
+        );
+
+        // Looking writes nothing; persisting creates the directory and the file.
+        let d = persist(&root, &s, false).unwrap();
+        assert_eq!(
+            (d.before.clone(), d.wrote.is_none()),
+            (DropinState::Missing, true)
+        );
+        let d = persist(&root, &s, true).unwrap();
+        assert!(matches!(d.wrote, Some(Ok(true))), "{d:?}");
+        let table = Table::read(&root);
+        assert_eq!(pass(&root, &s, false, Some(&table))[0].status(), Status::Ok);
+        assert!(persist(&root, &s, true).unwrap().wrote.is_none());
+
+        // A later file overrides us: boot-drift again, with the override named.
+        std::fs::write(
+            t.path().join("etc/sysctl.d/zz-late.conf"),
+            "vm.overcommit_memory=0\n",
+        )
+        .unwrap();
+        let table = Table::read(&root);
+        let r = pass(&root, &s, false, Some(&table));
+        assert_eq!(r[0].status(), Status::BootDrift);
+        let boot = r[0].boot.as_ref().unwrap();
+        assert_eq!(boot.overrides.len(), 1);
+        assert_eq!(
+            boot.overrides[0].file,
+            PathBuf::from("/etc/sysctl.d/zz-late.conf")
+        );
+
+        // Refused: a file at our path without our header is never overwritten.
+        std::fs::write(
+            t.path().join("etc/sysctl.d/99-zz-forksafe.conf"),
+            "vm.swappiness=1\n",
+        )
+        .unwrap();
+        let d = persist(&root, &s, true).unwrap();
+        assert_eq!((d.before, d.wrote.is_none()), (DropinState::Foreign, true));
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/sysctl.d/99-zz-forksafe.conf")).unwrap(),
+            "vm.swappiness=1\n"
+        );
     }
 }

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forksafe::config::{ConfigError, Settings};
-use forksafe::enforce::{self, KnobReport, Status};
+use forksafe::enforce::{self, DropinReport, KnobReport, Status};
 use forksafe::root::Root;
+use forksafe::sysctl_d::{Assignment, DropinState, Table};
 use forksafe::{daemon, report};
 
 /// Everything in spec / the daemon stopped cleanly.
@@ -26,8 +27,10 @@ persistence (Redis, Valkey, KeyDB) needs them.
 
 Commands:
   run               the daemon: enforce, then re-check every interval and repair
-  check [--json]    report every knob; change nothing
-  apply             enforce once and exit
+  check [--json]    report every knob, its boot value and the drop-in; change nothing
+  apply [--no-persist]
+                    enforce once and exit; --no-persist: runtime values only, no
+                    sysctl.d drop-in
 
 Options:
   --config PATH     config file (default: DIR/etc/forksafe/forksafe.toml, or the
@@ -54,6 +57,7 @@ struct Cli {
     config: Option<PathBuf>,
     command: Command,
     json: bool,
+    no_persist: bool,
 }
 
 /// What the arguments asked for: a command, or text to print and leave.
@@ -67,6 +71,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut config = None;
     let mut command = None;
     let mut json = false;
+    let mut no_persist = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -91,6 +96,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--root" => root = Some(PathBuf::from(value("--root")?)),
             "--config" | "-c" => config = Some(PathBuf::from(value("--config")?)),
             "--json" if inline.is_none() => json = true,
+            "--no-persist" if inline.is_none() => no_persist = true,
             _ if flag.starts_with('-') => return Err(format!("unknown option {arg:?}")),
             "run" | "check" | "apply" if command.is_none() => {
                 command = Some(match flag.as_str() {
@@ -107,11 +113,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     if json && command != Command::Check {
         return Err("--json goes with check".into());
     }
+    if no_persist && command != Command::Apply {
+        return Err("--no-persist goes with apply".into());
+    }
     Ok(Parsed::Cli(Cli {
         root: root.unwrap_or_else(|| PathBuf::from("/")),
         config,
         command,
         json,
+        no_persist,
     }))
 }
 
@@ -143,7 +153,7 @@ fn main() -> ExitCode {
     }
     let code = match cli.command {
         Command::Check => check(&root, &settings, cli.json),
-        Command::Apply => apply(&root, &settings),
+        Command::Apply => apply(&root, &settings, cli.no_persist),
         Command::Run => match daemon::run(root, cli.config.as_deref(), settings) {
             Ok(()) => EXIT_OK,
             Err(e) => {
@@ -163,26 +173,34 @@ fn config_refused(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn all_ok(reports: &[KnobReport]) -> bool {
-    reports.iter().all(|r| r.status() == Status::Ok)
+fn all_ok(reports: &[KnobReport], dropin: Option<&DropinReport>) -> bool {
+    reports.iter().all(|r| r.status() == Status::Ok) && dropin.is_none_or(DropinReport::is_current)
 }
 
 fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
-    let reports = enforce::pass(root, &settings.knobs, false);
+    let dropin = enforce::persist(root, settings, false);
+    let table = dropin.as_ref().map(|_| Table::read(root));
+    let reports = enforce::pass(root, settings, false, table.as_ref());
     if json {
-        println!("{}", to_json(root, settings, &reports));
+        println!("{}", to_json(root, settings, &reports, dropin.as_ref()));
     } else {
-        print!("{}", table(&reports));
+        print!("{}", render(&reports, dropin.as_ref()));
     }
-    if all_ok(&reports) {
+    if all_ok(&reports, dropin.as_ref()) {
         EXIT_OK
     } else {
         EXIT_NOT_OK
     }
 }
 
-fn apply(root: &Root, settings: &Settings) -> u8 {
-    let reports = enforce::pass(root, &settings.knobs, true);
+fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
+    let mut settings = settings.clone();
+    if no_persist {
+        settings.dropin = None;
+    }
+    let dropin = enforce::persist(root, &settings, true);
+    let table = dropin.as_ref().map(|_| Table::read(root));
+    let reports = enforce::pass(root, &settings, true, table.as_ref());
     for r in &reports {
         let k = r.knob;
         match (&r.repair, r.error()) {
@@ -196,28 +214,47 @@ fn apply(root: &Root, settings: &Settings) -> u8 {
             (_, None) => println!("{}: already {}", k.name(), k.desired()),
         }
     }
-    if all_ok(&reports) {
+    if let Some(d) = &dropin {
+        match &d.wrote {
+            Some(Ok(_)) => println!("{}: written", d.file.display()),
+            _ if d.is_current() => println!("{}: up to date", d.file.display()),
+            _ => {}
+        }
+    }
+    eprint!("{}", notes(&reports, dropin.as_ref()));
+    if all_ok(&reports, dropin.as_ref()) {
         EXIT_OK
     } else {
         EXIT_NOT_OK
     }
 }
 
-/// The human table: knob, desired, current, status; then one line per error.
-fn table(reports: &[KnobReport]) -> String {
-    let rows: Vec<[&str; 4]> = reports
+fn boot_cell(r: &KnobReport) -> String {
+    match &r.boot {
+        None => "-".into(),
+        Some(b) => match b.value.as_ref().and_then(|a| a.value.as_deref()) {
+            Some(v) => v.to_string(),
+            None => "unset".into(),
+        },
+    }
+}
+
+/// The human table: knob, desired, current, boot, status; then the notes.
+fn render(reports: &[KnobReport], dropin: Option<&DropinReport>) -> String {
+    let rows: Vec<[String; 5]> = reports
         .iter()
         .map(|r| {
             [
-                r.knob.name(),
-                r.knob.desired(),
-                r.current().unwrap_or("-"),
-                r.status().as_str(),
+                r.knob.name().to_string(),
+                r.knob.desired().to_string(),
+                r.current().unwrap_or("-").to_string(),
+                boot_cell(r),
+                r.status().as_str().to_string(),
             ]
         })
         .collect();
-    let header = ["KNOB", "DESIRED", "CURRENT", "STATUS"];
-    let mut width = header.map(str::len);
+    let header = ["KNOB", "DESIRED", "CURRENT", "BOOT", "STATUS"].map(String::from);
+    let mut width = header.clone().map(|h| h.len());
     for row in &rows {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
@@ -233,19 +270,69 @@ fn table(reports: &[KnobReport]) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    out.push_str(&notes(reports, dropin));
+    out
+}
+
+/// What needs saying beyond the table: errors, boot values that are wrong, overrides, and
+/// the drop-in's state.
+fn notes(reports: &[KnobReport], dropin: Option<&DropinReport>) -> String {
+    let mut out = String::new();
     for r in reports {
+        let name = r.knob.name();
         if let Some(e) = r.error() {
-            out.push_str(&format!("{}: {e}\n", r.knob.name()));
+            out.push_str(&format!("{name}: {e}\n"));
+        }
+        let Some(boot) = &r.boot else { continue };
+        if !boot.is_right(r.knob.desired()) {
+            match &boot.value {
+                Some(a) => out.push_str(&format!(
+                    "{name}: the next boot sets {} ({}:{})\n",
+                    a.value.as_deref().unwrap_or(""),
+                    a.file.display(),
+                    a.line
+                )),
+                None => out.push_str(&format!("{name}: nothing sets it at boot\n")),
+            }
+        }
+        for o in &boot.overrides {
+            out.push_str(&format!("{name}: overridden by {o}\n"));
+        }
+    }
+    if let Some(d) = dropin {
+        let file = d.file.display();
+        let state = match (&d.wrote, &d.before) {
+            (Some(Err(e)), _) => Some(e.to_string()),
+            (Some(Ok(_)), _) | (None, DropinState::Current) => None,
+            (None, DropinState::Missing) => Some("missing; `forksafe apply` writes it".into()),
+            (None, DropinState::Outdated) => Some("out of date; `forksafe apply` rewrites it".into()),
+            (None, DropinState::Foreign) => Some(
+                "exists without forksafe's header: not ours, left alone; move it away or set [sysctl_d] file".into(),
+            ),
+            (None, DropinState::Symlink) => Some("is a symlink; forksafe never writes through one".into()),
+            (None, DropinState::Unreadable(e)) => Some(format!("cannot be read: {e}")),
+        };
+        if let Some(state) = state {
+            out.push_str(&format!("drop-in {file}: {state}\n"));
         }
     }
     out
 }
 
-fn to_json(root: &Root, settings: &Settings, reports: &[KnobReport]) -> serde_json::Value {
+fn assignment_json(a: &Assignment) -> serde_json::Value {
+    serde_json::json!({"file": a.file, "line": a.line, "value": a.value})
+}
+
+fn to_json(
+    root: &Root,
+    settings: &Settings,
+    reports: &[KnobReport],
+    dropin: Option<&DropinReport>,
+) -> serde_json::Value {
     let knobs: Vec<serde_json::Value> = reports
         .iter()
         .map(|r| {
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "name": r.knob.name(),
                 "kind": r.knob.kind().as_str(),
                 "path": r.knob.display_path(root),
@@ -253,12 +340,29 @@ fn to_json(root: &Root, settings: &Settings, reports: &[KnobReport]) -> serde_js
                 "current": r.current(),
                 "status": r.status().as_str(),
                 "error": r.error().map(|e| e.to_string()),
-            })
+            });
+            if let (Some(boot), Some(obj)) = (&r.boot, v.as_object_mut()) {
+                obj.insert(
+                    "boot".into(),
+                    boot.value
+                        .as_ref()
+                        .map_or(serde_json::Value::Null, assignment_json),
+                );
+                obj.insert(
+                    "overrides".into(),
+                    boot.overrides.iter().map(assignment_json).collect(),
+                );
+            }
+            v
         })
         .collect();
     serde_json::json!({
         "config": settings.source.to_string(),
         "knobs": knobs,
+        "dropin": dropin.map(|d| serde_json::json!({
+            "file": d.file,
+            "status": if d.is_current() { "ok" } else { d.before.as_str() },
+        })),
     })
 }
 
@@ -294,6 +398,7 @@ mod tests {
             &["check", "apply"],
             &["check", "--verbose"],
             &["apply", "--json"],
+            &["check", "--no-persist"],
             &["check", "--root"],
             &["check", "--root="],
         ] {

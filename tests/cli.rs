@@ -24,18 +24,24 @@ const CASES: &[Case] = &[
         &["check"],
         1,
         &[
-            "KNOB                                    DESIRED  CURRENT  STATUS\n",
-            "vm.overcommit_memory                    1        0        drift\n",
-            "kernel/mm/transparent_hugepage/defrag   never    madvise  drift\n",
-            "kernel/mm/transparent_hugepage/enabled  never    always   drift\n",
+            "KNOB                                    DESIRED  CURRENT  BOOT   STATUS\n",
+            "vm.overcommit_memory                    1        0        unset  drift\n",
+            "kernel/mm/transparent_hugepage/defrag   never    madvise  -      drift\n",
+            "kernel/mm/transparent_hugepage/enabled  never    always   -      drift\n",
+            "vm.overcommit_memory: nothing sets it at boot\n",
+            "drop-in /etc/sysctl.d/99-zz-forksafe.conf: missing; `forksafe apply` writes it\n",
         ],
         &["using the compiled-in default configuration"],
     ),
     (
+        // In spec at runtime, but nothing persists overcommit: boot-drift.
         "02-in-spec",
         &["check"],
-        0,
-        &["enabled  never    never    ok"],
+        1,
+        &[
+            "1        1        unset  boot-drift\n",
+            "enabled  never    never    -      ok\n",
+        ],
         &[],
     ),
     (
@@ -49,7 +55,7 @@ const CASES: &[Case] = &[
         "03-no-thp",
         &["check"],
         1,
-        &["kernel/mm/transparent_hugepage/enabled  never    -        absent"],
+        &["kernel/mm/transparent_hugepage/enabled  never    -        -      absent"],
         &[],
     ),
     (
@@ -57,8 +63,8 @@ const CASES: &[Case] = &[
         &["check"],
         1,
         &[
-            "net.ipv4.tcp_rmem                       4096 131072 6291456  4096 131072 6291456  ok\n",
-            "vm.overcommit_memory                    1                    2                    drift\n",
+            "net.ipv4.tcp_rmem                       4096 131072 6291456  4096 131072 6291456  -     ok\n",
+            "vm.overcommit_memory                    1                    2                    -     drift\n",
         ],
         &[],
     ),

@@ -273,3 +273,106 @@ fn a_read_only_knob_does_not_stop_the_others() {
     assert_eq!(count(&log, "Read-only file system"), 1, "{log}");
     assert_eq!(tree.read(OVERCOMMIT), "0\n");
 }
+
+const DROPIN: &str = "etc/sysctl.d/99-zz-forksafe.conf";
+
+fn managed_tree() -> Tree {
+    let tree = Tree::new("01-drift");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &FAST.replace("manage = false", "manage = true"),
+    );
+    tree
+}
+
+#[test]
+fn dropin_deleted_or_edited_is_rewritten_at_once() {
+    let tree = managed_tree();
+    let d = Daemon::start(tree.root(), &[]);
+    let ready = d.wait_message("READY=1");
+    assert!(ready.contains("STATUS=3 knobs in spec"), "{ready}");
+    let written = tree.read(DROPIN);
+    assert!(
+        written.starts_with("# Managed by forksafe from "),
+        "{written}"
+    );
+    assert!(
+        written.ends_with("\nvm.overcommit_memory = 1\n"),
+        "{written}"
+    );
+
+    std::fs::remove_file(tree.path(DROPIN)).unwrap();
+    wait_for("the drop-in to come back", || tree.path(DROPIN).exists());
+    assert_eq!(tree.read(DROPIN), written);
+
+    tree.write(DROPIN, &written.replace("= 1", "= 0"));
+    wait_for("the edit to be undone", || tree.read(DROPIN) == written);
+
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("99-zz-forksafe.conf written (created its directory)"),
+        "{log}"
+    );
+    assert_eq!(
+        count(&log, "99-zz-forksafe.conf was deleted; rewritten"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        count(&log, "99-zz-forksafe.conf was changed; rewritten"),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn an_overriding_file_is_reported_once_per_change() {
+    let tree = managed_tree();
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    tree.write(
+        "etc/sysctl.d/zz-redis.conf",
+        "# tuning\nvm.overcommit_memory = 0\n",
+    );
+    wait_for("the override warning", || {
+        d.log().contains("zz-redis.conf:2 sets 0")
+    });
+    let status = d.wait_message("overridden at boot");
+    assert!(
+        status.contains("STATUS=3 knobs in spec, 1 overridden at boot"),
+        "{status}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300)); // several ticks
+    std::fs::remove_file(tree.path("etc/sysctl.d/zz-redis.conf")).unwrap();
+    wait_for("the all-clear", || {
+        d.log().contains("no sysctl.d file overrides 1 any more")
+    });
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(count(&log, "the next boot will not keep 1"), 1, "{log}");
+}
+
+#[test]
+fn audit_mode_writes_no_dropin() {
+    let tree = Tree::new("02-in-spec");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &FAST
+            .replace("manage = false", "manage = true")
+            .replace("interval = \"50ms\"", "interval = \"50ms\"\nrepair = false"),
+    );
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(!tree.path(DROPIN).exists());
+    assert_eq!(
+        count(
+            &log,
+            "99-zz-forksafe.conf is missing (audit mode: not written)"
+        ),
+        1,
+        "{log}"
+    );
+}

@@ -170,11 +170,13 @@ impl Daemon {
     /// The next datagram on the notify socket.
     pub fn next_message(&self) -> String {
         let mut buf = [0u8; 4096];
-        let n = self
-            .notify
-            .recv(&mut buf)
-            .unwrap_or_else(|e| panic!("no sd_notify message: {e}; stderr:\n{}", self.log()));
-        text(&buf[..n])
+        loop {
+            match self.notify.recv(&mut buf) {
+                Ok(n) => return text(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("no sd_notify message: {e}; stderr:\n{}", self.log()),
+            }
+        }
     }
 
     /// Read messages until one contains `needle`; return it.

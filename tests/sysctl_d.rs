@@ -1,0 +1,232 @@
+//! sysctl.d rules on fixture trees (one per rule), through the real binary: `apply` writes
+//! the drop-in, then `check --json` must name the boot value and what overrides it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+const OURS: &str = "/etc/sysctl.d/99-zz-forksafe.conf";
+
+struct Case {
+    fixture: &'static str,
+    /// Exit codes of apply, then check.
+    exits: (i32, i32),
+    status: &'static str,
+    /// (file, line, value) the next boot applies; None: nothing sets it.
+    boot: Option<(&'static str, u64, &'static str)>,
+    /// (file, line) of each override.
+    overrides: &'static [(&'static str, u64)],
+    dropin: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        fixture: "10-masked-by-dev-null",
+        exits: (0, 0),
+        status: "ok",
+        boot: Some((OURS, 3, "1")),
+        overrides: &[],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "11-masked-by-name",
+        exits: (0, 0),
+        status: "ok",
+        boot: Some((OURS, 3, "1")),
+        overrides: &[],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "12-order-across-dirs",
+        exits: (1, 1),
+        status: "boot-drift",
+        boot: Some(("/usr/lib/sysctl.d/zzz.conf", 3, "0")),
+        overrides: &[("/usr/lib/sysctl.d/zzz.conf", 3)],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "13-glob-loses-to-explicit",
+        exits: (0, 0),
+        status: "ok",
+        boot: Some((OURS, 3, "1")),
+        overrides: &[],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "14-exclusion",
+        exits: (1, 1),
+        status: "boot-drift",
+        boot: None,
+        overrides: &[("/usr/lib/sysctl.d/zzz-exclude.conf", 2)],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "15-syntax",
+        exits: (1, 1),
+        status: "boot-drift",
+        boot: Some(("/etc/sysctl.d/zz-syntax.conf", 3, "2")),
+        overrides: &[("/etc/sysctl.d/zz-syntax.conf", 3)],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "16-dash-prefix",
+        exits: (1, 1),
+        status: "boot-drift",
+        boot: Some(("/etc/sysctl.d/zz-dash.conf", 1, "0")),
+        overrides: &[("/etc/sysctl.d/zz-dash.conf", 1)],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "17-foreign-dropin",
+        exits: (1, 1),
+        status: "ok",
+        boot: Some((OURS, 1, "1")),
+        overrides: &[],
+        dropin: "foreign",
+    },
+    Case {
+        fixture: "18-sysctl-conf",
+        exits: (0, 0),
+        status: "ok",
+        boot: Some((OURS, 3, "1")),
+        overrides: &[("/etc/sysctl.conf", 2)],
+        dropin: "ok",
+    },
+    Case {
+        fixture: "19-debian-sysctl-conf-link",
+        exits: (0, 0),
+        status: "ok",
+        boot: Some((OURS, 3, "1")),
+        overrides: &[("/etc/sysctl.conf", 1)],
+        dropin: "ok",
+    },
+];
+
+#[test]
+fn sysctl_d_rules() {
+    for c in CASES {
+        let tree = Tree::new(c.fixture);
+        let a = tree.run(&["apply"]);
+        let ctx = format!(
+            "{}: apply said {}{}",
+            c.fixture,
+            text(&a.stdout),
+            text(&a.stderr)
+        );
+        assert_eq!(a.status.code(), Some(c.exits.0), "{ctx}");
+        let o = tree.run(&["check", "--json"]);
+        assert_eq!(o.status.code(), Some(c.exits.1), "{ctx}");
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let k = &v["knobs"][0];
+        let ctx = format!("{ctx}\ncheck: {v:#}");
+        assert_eq!(k["name"], "vm.overcommit_memory", "{ctx}");
+        assert_eq!(k["status"], c.status, "{ctx}");
+        match c.boot {
+            Some((file, line, value)) => {
+                assert_eq!(k["boot"]["file"], file, "{ctx}");
+                assert_eq!(k["boot"]["line"], line, "{ctx}");
+                assert_eq!(k["boot"]["value"], value, "{ctx}");
+            }
+            None => assert_eq!(k["boot"], Value::Null, "{ctx}"),
+        }
+        let got: Vec<(String, u64)> = k["overrides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["file"].as_str().unwrap().to_string(),
+                    o["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, u64)> = c
+            .overrides
+            .iter()
+            .map(|(f, l)| (f.to_string(), *l))
+            .collect();
+        assert_eq!(got, want, "{ctx}");
+        assert_eq!(v["dropin"]["status"], c.dropin, "{ctx}");
+        // The table says the same in words.
+        let human = text(&tree.run(&["check"]).stdout);
+        for (file, line) in c.overrides {
+            assert!(
+                human.contains(&format!("overridden by {file}:{line}")),
+                "{ctx}\n{human}"
+            );
+        }
+    }
+}
+
+#[test]
+fn foreign_dropin_is_never_overwritten() {
+    let tree = Tree::new("17-foreign-dropin");
+    let o = tree.run(&["apply"]);
+    assert!(
+        text(&o.stderr).contains("without forksafe's header"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        tree.read("etc/sysctl.d/99-zz-forksafe.conf"),
+        "vm.overcommit_memory = 1\n"
+    );
+}
+
+#[test]
+fn dropin_symlink_is_never_written_through() {
+    let tree = Tree::new("02-in-spec");
+    tree.write("etc/victim.conf", "precious\n");
+    std::fs::create_dir_all(tree.path("etc/sysctl.d")).unwrap();
+    std::os::unix::fs::symlink(
+        "../victim.conf",
+        tree.path("etc/sysctl.d/99-zz-forksafe.conf"),
+    )
+    .unwrap();
+    let o = tree.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("is a symlink"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(tree.read("etc/victim.conf"), "precious\n");
+}
+
+#[test]
+fn dropin_is_0644_whatever_the_umask_and_apply_no_persist_writes_none() {
+    let tree = Tree::new("01-drift");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 077 && exec {BIN} --root {} apply",
+            tree.root().display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tree.path("etc/sysctl.d/99-zz-forksafe.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // No temp file left behind.
+    let names: Vec<_> = std::fs::read_dir(tree.path("etc/sysctl.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    let tree = Tree::new("01-drift");
+    let o = tree.run(&["apply", "--no-persist"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(!tree.path("etc/sysctl.d").exists());
+    assert_eq!(tree.read(OVERCOMMIT), "1\n");
+}
