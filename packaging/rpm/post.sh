@@ -1,0 +1,13 @@
+# forksafe %post: what %systemd_post does (preset on first install; the shipped preset
+# enables the unit), plus starting it at once so the knobs are set without a reboot, and
+# rebuilding the journal catalog. $1: 1 on install, 2 on upgrade.
+if [ "$1" -eq 1 ]; then
+    systemctl --no-reload preset forksafe.service >/dev/null 2>&1 || :
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+    if [ "$1" -eq 1 ]; then
+        systemctl start forksafe.service >/dev/null 2>&1 || :
+    fi
+fi
+journalctl --update-catalog >/dev/null 2>&1 || :
