@@ -1,6 +1,8 @@
 # forksafe %post: what %systemd_post does (preset on first install; the shipped preset
 # enables the unit), plus starting it at once so the knobs are set without a reboot, and
 # rebuilding the journal catalog. $1: 1 on install, 2 on upgrade.
+# The daemon's sandbox (ProtectSystem=strict) lets it write /etc/sysctl.d but not create it.
+mkdir -p /etc/sysctl.d
 if [ "$1" -eq 1 ]; then
     systemctl --no-reload preset forksafe.service >/dev/null 2>&1 || :
 fi
