@@ -65,6 +65,10 @@ say "INFO boot $boot: $(uname -r), systemd $(systemctl --version | head -n1 | cu
 
 if [ "$boot" = 1 ]; then
     # ------------------------------------------------------------ 1: install
+    # The image is minimal and offline: its missing dependencies come on the payload disk.
+    if ls /payload/deps/*.deb >/dev/null 2>&1; then
+        check 1 "dependencies from the payload install" dpkg -i /payload/deps/*.deb
+    fi
     check 1 "dpkg -i installs the .deb" dpkg -i /payload/forksafe.deb
     check 1 "the unit is enabled" sh -c '[ "$(systemctl is-enabled forksafe.service)" = enabled ]'
     check 1 "the unit is active" sh -c '[ "$(systemctl is-active forksafe.service)" = active ]'
