@@ -221,3 +221,43 @@ impl Drop for Daemon {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// The real kernel's three default knobs.
+pub const REAL_KNOBS: [&str; 3] = [
+    "/proc/sys/vm/overcommit_memory",
+    "/sys/kernel/mm/transparent_hugepage/defrag",
+    "/sys/kernel/mm/transparent_hugepage/enabled",
+];
+
+/// A kernel file's value, normalised (`always [madvise] never` -> `madvise`).
+pub fn read_knob(path: &str) -> String {
+    forksafe::knob::normalize(&std::fs::read_to_string(path).unwrap())
+}
+
+pub fn write_knob(path: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(format!("{value}\n").as_bytes())
+}
+
+/// Saves the real kernel's knobs and puts them back when dropped, whatever happened
+/// (a failed assertion unwinds through it too).
+pub struct Restore(pub Vec<(&'static str, String)>);
+
+impl Restore {
+    pub fn save() -> Restore {
+        Restore(REAL_KNOBS.iter().map(|k| (*k, read_knob(k))).collect())
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for (path, value) in self.0.iter().rev() {
+            if let Err(e) = write_knob(path, value) {
+                eprintln!("FAILED to restore {path} to {value}: {e}");
+            }
+        }
+    }
+}
