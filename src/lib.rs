@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod enforce;
 pub mod knob;
 pub mod report;

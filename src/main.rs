@@ -31,17 +31,19 @@ Commands:
   apply [--no-persist]
                     enforce once and exit; --no-persist: runtime values only, no
                     sysctl.d drop-in
+  doctor [--json]   can this machine fork its database safely, and if not, why not
 
 Options:
   --config PATH     config file (default: DIR/etc/forksafe/forksafe.toml, or the
                     compiled-in default when that does not exist)
   --root DIR        resolve /proc, /sys and /etc under DIR (default: /)
-  --json            machine-readable output (check)
+  --json            machine-readable output (check, doctor)
   -h, --help        this text
   -V, --version     the version
 
-Exit codes: 0 all in spec, 1 something is not in spec or could not be set,
-2 the config or the command line was refused (nothing was written).
+Exit codes: 0 all in spec (doctor: fork-safe), 1 something is not in spec or
+could not be set (doctor: a check failed), 2 the config or the command line was
+refused (nothing was written).
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,7 @@ enum Command {
     Run,
     Check,
     Apply,
+    Doctor,
 }
 
 #[derive(Debug)]
@@ -98,10 +101,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--json" if inline.is_none() => json = true,
             "--no-persist" if inline.is_none() => no_persist = true,
             _ if flag.starts_with('-') => return Err(format!("unknown option {arg:?}")),
-            "run" | "check" | "apply" if command.is_none() => {
+            "run" | "check" | "apply" | "doctor" if command.is_none() => {
                 command = Some(match flag.as_str() {
                     "run" => Command::Run,
                     "check" => Command::Check,
+                    "doctor" => Command::Doctor,
                     _ => Command::Apply,
                 });
             }
@@ -110,8 +114,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         }
     }
     let command = command.ok_or("no command given")?;
-    if json && command != Command::Check {
-        return Err("--json goes with check".into());
+    if json && !matches!(command, Command::Check | Command::Doctor) {
+        return Err("--json goes with check or doctor".into());
     }
     if no_persist && command != Command::Apply {
         return Err("--no-persist goes with apply".into());
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check => check(&root, &settings, cli.json),
         Command::Apply => apply(&root, &settings, cli.no_persist),
+        Command::Doctor => doctor(&root, &settings, cli.json),
         Command::Run => match daemon::run(root, cli.config.as_deref(), settings) {
             Ok(()) => EXIT_OK,
             Err(e) => {
@@ -227,6 +232,19 @@ fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
     } else {
         EXIT_NOT_OK
     }
+}
+
+fn doctor(root: &Root, settings: &Settings, json: bool) -> u8 {
+    let checks = forksafe::doctor::diagnose(root, settings);
+    let safe = checks
+        .iter()
+        .all(|c| c.status != forksafe::doctor::Verdict::Fail);
+    if json {
+        println!("{}", serde_json::json!({ "safe": safe, "checks": checks }));
+    } else {
+        print!("{}", forksafe::doctor::render(&checks));
+    }
+    if safe { EXIT_OK } else { EXIT_NOT_OK }
 }
 
 fn boot_cell(r: &KnobReport) -> String {
@@ -398,6 +416,7 @@ mod tests {
             &["check", "apply"],
             &["check", "--verbose"],
             &["apply", "--json"],
+            &["run", "--json"],
             &["check", "--no-persist"],
             &["check", "--root"],
             &["check", "--root="],

@@ -2,7 +2,10 @@
 //! `MESSAGE_ID` per kind of event) when forksafe runs under systemd, or as one plain line on
 //! stderr otherwise; and the three sd_notify messages the daemon sends.
 
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 use log::{Level, Log, Metadata, Record};
 use sd_notify::NotifyState;
@@ -174,23 +177,62 @@ pub fn init() {
     }
 }
 
-/// The daemon's side of sd_notify. Failures (a `NOTIFY_SOCKET` pointing nowhere) are logged
-/// once and otherwise ignored: the knobs matter more than the service manager hearing of them.
+/// The daemon's side of sd_notify. Messages are formatted by the sd-notify crate but sent
+/// on our own non-blocking socket: its `notify()` sends on a blocking one, and a service
+/// manager that stops reading would then freeze the daemon's loop once the socket's queue is
+/// full. A message that cannot be sent is dropped; failures are logged once per kind.
 #[derive(Default)]
 pub struct Notifier {
-    warned: bool,
+    warned_unreachable: bool,
+    warned_full: bool,
     last_status: String,
+}
+
+/// Send `msg` to `NOTIFY_SOCKET` (a path, or `@name` in the abstract namespace) without
+/// ever blocking.
+fn notify_nonblocking(socket: &std::ffi::OsStr, msg: &str) -> io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => sock.connect_addr(&SocketAddr::from_abstract_name(name)?)?,
+        None => sock.connect(socket)?,
+    }
+    let sent = sock.send(msg.as_bytes())?;
+    if sent == msg.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "incomplete notification",
+        ))
+    }
 }
 
 impl Notifier {
     fn send(&mut self, states: &[NotifyState]) {
-        if let Err(e) = sd_notify::notify(states) {
-            if !self.warned {
-                self.warned = true;
-                log::warn!(
-                    "cannot notify the service manager through NOTIFY_SOCKET: {e}; \
-                     readiness and watchdog pings will not arrive (reported once)"
-                );
+        let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+            return;
+        };
+        let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+        match notify_nonblocking(&socket, &msg) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !self.warned_full {
+                    self.warned_full = true;
+                    log::warn!(
+                        "the service manager is not reading NOTIFY_SOCKET (its queue is full); \
+                         notifications are dropped until it reads again (reported once)"
+                    );
+                }
+            }
+            Err(e) => {
+                if !self.warned_unreachable {
+                    self.warned_unreachable = true;
+                    log::warn!(
+                        "cannot notify the service manager through NOTIFY_SOCKET: {e}; \
+                         readiness and watchdog pings will not arrive (reported once)"
+                    );
+                }
             }
         }
     }
@@ -225,5 +267,32 @@ impl Notifier {
     /// `WATCHDOG=1`.
     pub fn watchdog(&mut self) {
         self.send(&[NotifyState::Watchdog]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_reaches_abstract_and_path_sockets_and_never_blocks() {
+        let name = format!("forksafe-test-{}", std::process::id());
+        let rx = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+            .unwrap();
+        let at = std::ffi::OsString::from(format!("@{name}"));
+        notify_nonblocking(&at, "READY=1\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\n");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _rx = UnixDatagram::bind(&path).unwrap();
+        // Nobody reads: the queue fills, and then sending fails at once instead of blocking.
+        let full = (0..1000)
+            .map(|_| notify_nonblocking(path.as_os_str(), "STATUS=x\n"))
+            .find_map(Result::err)
+            .unwrap();
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -109,7 +109,7 @@ const CASES: &[Case] = &[
 fn exit_codes_and_output() {
     for (fixture, args, code, out, err) in CASES {
         let tree = Tree::new(fixture);
-        let before = snapshot(&tree);
+        let before = tree.snapshot();
         let o = tree.run(args);
         let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
         let ctx = format!("{fixture} {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
@@ -122,28 +122,9 @@ fn exit_codes_and_output() {
         }
         if args.first() != Some(&"apply") || *code == 2 {
             // check, usage errors and refused configs write nothing.
-            assert_eq!(snapshot(&tree), before, "{ctx}");
+            assert_eq!(tree.snapshot(), before, "{ctx}");
         }
     }
-}
-
-/// Every file's content in the tree.
-fn snapshot(tree: &Tree) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![tree.root().to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(tree.root()).unwrap().display().to_string();
-                out.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -376,3 +376,22 @@ fn audit_mode_writes_no_dropin() {
         "{log}"
     );
 }
+
+/// A service manager that stops reading NOTIFY_SOCKET must not hang the daemon: every
+/// repair changes STATUS=, and once the socket's queue is full a blocking send would stop
+/// the loop (found by the benchmark, which does not read after READY=1).
+#[test]
+fn a_notify_socket_nobody_reads_does_not_hang_the_daemon() {
+    let tree = fast_tree("02-in-spec");
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    // Ten times more status changes than the receiving socket queues
+    // (net.unix.max_dgram_qlen, 10 by default), none of them read.
+    for i in 0..100 {
+        tree.write(OVERCOMMIT, "0\n");
+        wait_for(&format!("repair {i}"), || tree.read(OVERCOMMIT) == "1\n");
+    }
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("is not reading NOTIFY_SOCKET"), "{log}");
+}

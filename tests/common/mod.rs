@@ -93,6 +93,25 @@ impl Tree {
         }
     }
 
+    /// Every file's content in the tree, to show that a command wrote nothing.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(self.root()).unwrap().display().to_string();
+                    out.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Run the real binary with `--root` this tree.
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
@@ -134,6 +153,16 @@ impl Daemon {
     }
 
     pub fn start_with(root: &Path, env: &[(&str, &str)], wrap: Option<&[&str]>) -> Daemon {
+        Self::start_args(root, &[], env, wrap)
+    }
+
+    /// Start `forksafe --root <root> <args> run`.
+    pub fn start_args(
+        root: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        wrap: Option<&[&str]>,
+    ) -> Daemon {
         let sock_dir = tempfile::tempdir().unwrap();
         let sock = sock_dir.path().join("notify");
         let notify = UnixDatagram::bind(&sock).unwrap();
@@ -149,6 +178,7 @@ impl Daemon {
         };
         cmd.arg("--root")
             .arg(root)
+            .args(args)
             .arg("run")
             .env("NOTIFY_SOCKET", &sock)
             .env_remove("JOURNAL_STREAM")
@@ -191,6 +221,10 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
