@@ -125,6 +125,8 @@ struct Usage {
     cpu_ns: u64,
     switches: u64,
     hwm_kib: u64,
+    /// Proportional set size: shared pages (libc) divided among their users.
+    pss_kib: u64,
 }
 
 fn usage(pid: u32) -> Usage {
@@ -138,7 +140,14 @@ fn usage(pid: u32) -> Usage {
             .unwrap_or(0)
     };
     let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     Usage {
+        pss_kib: rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         cpu_ns: schedstat
             .split_whitespace()
             .next()
@@ -149,16 +158,39 @@ fn usage(pid: u32) -> Usage {
     }
 }
 
-/// CPU and wakeups over IDLE, and peak RSS at the end.
-fn idle(pid: u32) -> (Duration, f64, u64) {
+/// CPU and wakeups over the idle period, and peak RSS and PSS at its end.
+struct Idle {
+    cpu: Duration,
+    wakeups: f64,
+    hwm_kib: u64,
+    pss_kib: u64,
+}
+
+fn idle(pid: u32) -> Idle {
     let before = usage(pid);
     std::thread::sleep(idle_period());
     let after = usage(pid);
-    (
-        Duration::from_nanos(after.cpu_ns - before.cpu_ns),
-        (after.switches - before.switches) as f64 / idle_period().as_secs_f64(),
-        after.hwm_kib,
-    )
+    Idle {
+        cpu: Duration::from_nanos(after.cpu_ns - before.cpu_ns),
+        wakeups: (after.switches - before.switches) as f64 / idle_period().as_secs_f64(),
+        hwm_kib: after.hwm_kib,
+        pss_kib: after.pss_kib,
+    }
+}
+
+/// The floor on this machine: a process that does nothing but wake once a second.
+const BASELINE_ENV: &str = "FORKSAFE_BENCH_BASELINE";
+
+fn baseline() -> Idle {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(BASELINE_ENV, "1")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let idle = idle(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    idle
 }
 
 /// Time from a wrong value to the right one, or None after REPAIR_PATIENCE.
@@ -199,6 +231,7 @@ fn ratio(tuned: f64, ours: f64) -> String {
     }
 }
 
+/// Rows in order: start, VmHWM, PSS, CPU, floor, wakeups, drift, binary.
 fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
     // start -> READY, every knob enforced
     let mut starts = Vec::new();
@@ -216,7 +249,13 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
 
     let d = t.start();
     d.wait_message("READY=1");
-    let (cpu, wakeups, hwm) = idle(d.pid());
+    let Idle {
+        cpu,
+        wakeups,
+        hwm_kib: hwm,
+        pss_kib: pss,
+    } = idle(d.pid());
+    let floor = baseline();
 
     let mut drifts = Vec::new();
     for i in 0..DRIFTS_PER_KNOB * 3 {
@@ -260,11 +299,31 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
             target: format!("≤ 2 MiB: {}", ok(hwm <= 2048)),
         },
         Row {
+            metric: format!(
+                "PSS after {} s (shared libc pages divided among their users)",
+                idle_period().as_secs()
+            ),
+            forksafe: format!("{:.2} MiB", pss as f64 / 1024.0),
+            tuned: String::new(),
+            ratio: String::new(),
+            target: String::new(),
+        },
+        Row {
             metric: format!("CPU over {} s idle", idle_period().as_secs()),
             forksafe: ms(cpu),
             tuned: String::new(),
             ratio: String::new(),
             target: format!("≤ 3 ms: {}", ok(cpu <= Duration::from_millis(3))),
+        },
+        Row {
+            metric: format!(
+                "CPU over {} s of a process that only wakes once a second (this machine's floor)",
+                idle_period().as_secs()
+            ),
+            forksafe: ms(floor.cpu),
+            tuned: String::new(),
+            ratio: String::new(),
+            target: String::new(),
         },
         Row {
             metric: "wakeups per second, idle".into(),
@@ -294,9 +353,9 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
     let raw = [
         start_med.as_secs_f64(),
         hwm as f64,
+        pss as f64,
         cpu.as_secs_f64(),
         wakeups,
-        drift_med.as_secs_f64(),
     ];
     (rows, raw)
 }
@@ -364,7 +423,12 @@ fn bench_tuned(t: &Target, rows: &mut [Row], ours: [f64; 5]) -> Option<()> {
     }
     let applied = begin.elapsed();
     let pid = child.0.id();
-    let (cpu, wakeups, hwm) = idle(pid);
+    let Idle {
+        cpu,
+        wakeups,
+        hwm_kib: hwm,
+        pss_kib: pss,
+    } = idle(pid);
     let repaired = drift_once(t, 0, "0");
 
     rows[0].tuned = format!(
@@ -374,11 +438,13 @@ fn bench_tuned(t: &Target, rows: &mut [Row], ours: [f64; 5]) -> Option<()> {
     rows[0].ratio = ratio(applied.as_secs_f64(), ours[0]);
     rows[1].tuned = format!("{:.2} MiB", hwm as f64 / 1024.0);
     rows[1].ratio = ratio(hwm as f64, ours[1]);
-    rows[2].tuned = ms(cpu);
-    rows[2].ratio = ratio(cpu.as_secs_f64(), ours[2]);
-    rows[3].tuned = format!("{wakeups:.2}");
-    rows[3].ratio = ratio(wakeups, ours[3]);
-    rows[4].tuned = match repaired {
+    rows[2].tuned = format!("{:.2} MiB", pss as f64 / 1024.0);
+    rows[2].ratio = ratio(pss as f64, ours[2]);
+    rows[3].tuned = ms(cpu);
+    rows[3].ratio = ratio(cpu.as_secs_f64(), ours[3]);
+    rows[5].tuned = format!("{wakeups:.2}");
+    rows[5].ratio = ratio(wakeups, ours[4]);
+    rows[6].tuned = match repaired {
         Some(d) => ms(d),
         None => format!("not repaired (waited {} s)", REPAIR_PATIENCE.as_secs()),
     };
@@ -387,6 +453,11 @@ fn bench_tuned(t: &Target, rows: &mut [Row], ours: [f64; 5]) -> Option<()> {
 
 fn main() {
     // `cargo bench` passes --bench; this binary takes no options.
+    if std::env::var_os(BASELINE_ENV).is_some() {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     let t = Target::new();
     eprintln!(
         "benchmarking against {} (this takes a few minutes)",

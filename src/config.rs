@@ -55,6 +55,9 @@ pub struct Settings {
     /// The managed sysctl.d drop-in (absolute, relative to the root), or `None` when
     /// `[sysctl_d] manage = false`.
     pub dropin: Option<PathBuf>,
+    /// Prometheus metrics for node_exporter's textfile collector (absolute, relative to
+    /// the root), or `None` (the default).
+    pub textfile: Option<PathBuf>,
     /// Where these settings came from.
     pub source: Source,
 }
@@ -92,6 +95,14 @@ struct RawConfig {
     sysfs: KnobTable,
     #[serde(default)]
     sysctl_d: RawSysctlD,
+    #[serde(default)]
+    report: RawReport,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    textfile: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -243,11 +254,17 @@ impl Settings {
             None
         };
 
+        let textfile = match &raw.report.textfile {
+            None => None,
+            Some(f) => Some(validate_textfile(f.get_ref()).map_err(|m| err(at(f.span()), m))?),
+        };
+
         Ok(Settings {
             interval,
             repair: raw.daemon.repair.unwrap_or(true),
             knobs,
             dropin,
+            textfile,
             source,
         })
     }
@@ -374,6 +391,24 @@ fn validate_dropin(file: &str) -> Result<PathBuf, String> {
     if !name.ends_with(".conf") || name.starts_with('.') || name.len() <= ".conf".len() {
         return Err(format!(
             "[sysctl_d] file {file:?} must be named *.conf, or systemd-sysctl ignores it"
+        ));
+    }
+    Ok(p.to_path_buf())
+}
+
+fn validate_textfile(file: &str) -> Result<PathBuf, String> {
+    let p = Path::new(file);
+    if !p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "[report] textfile {file:?} must be an absolute path without \"..\""
+        ));
+    }
+    if p.extension().and_then(|e| e.to_str()) != Some("prom") {
+        return Err(format!(
+            "[report] textfile {file:?} must end in .prom, or node_exporter's textfile collector ignores it"
         ));
     }
     Ok(p.to_path_buf())
@@ -569,6 +604,22 @@ mod tests {
                 4,
                 "*.conf",
             ),
+            // Refused: metrics node_exporter would never read, or a relative path.
+            (
+                "[sysctl]\n\"vm.overcommit_memory\" = 1\n[report]\ntextfile = \"/var/lib/x/forksafe.txt\"\n",
+                4,
+                ".prom",
+            ),
+            (
+                "[sysctl]\n\"vm.overcommit_memory\" = 1\n[report]\ntextfile = \"forksafe.prom\"\n",
+                4,
+                "absolute",
+            ),
+            (
+                "[sysctl]\n\"vm.overcommit_memory\" = 1\n[report]\ntextfil = \"/x.prom\"\n",
+                4,
+                "unknown field",
+            ),
             // Refused: broken TOML.
             ("[sysctl\n", 1, ""),
         ];
@@ -606,6 +657,17 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(s.dropin, Some(PathBuf::from("/run/sysctl.d/50-mine.conf")));
+        assert_eq!(s.textfile, None);
+        let s = parse(&format!(
+            "{MIN}[report]\ntextfile = \"/var/lib/prometheus/node-exporter/forksafe.prom\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.textfile,
+            Some(PathBuf::from(
+                "/var/lib/prometheus/node-exporter/forksafe.prom"
+            ))
+        );
     }
 
     #[test]

@@ -17,9 +17,11 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
+use crate::atomic;
 use crate::config::Settings;
 use crate::enforce::{self, DropinReport, KnobReport, Status};
 use crate::knob::{Kind, Knob};
+use crate::metrics::{self, Counters};
 use crate::report::{Event, EventKind, Notifier};
 use crate::root::Root;
 use crate::sysctl_d::{self, DropinState, Table};
@@ -42,6 +44,7 @@ enum Seen {
 struct Memory {
     id: (Kind, PathBuf, String),
     seen: Seen,
+    counters: Counters,
 }
 
 fn knob_id(k: &Knob) -> (Kind, PathBuf, String) {
@@ -58,17 +61,24 @@ struct Daemon {
     notifier: Notifier,
     /// The sysctl.d table as last read (when the drop-in is managed).
     table: Option<Table>,
+    /// Each knob's file, resolved once (again after a failure, a reload, a recheck).
+    paths: enforce::Paths,
     /// What was last said about the drop-in, so it is said once per change.
     dropin_said: String,
     /// The overrides last reported, per sysctl knob name.
     overrides_said: Vec<(String, String)>,
     watch: Watch,
+    /// The metrics file as last written, and the last error writing it (said once).
+    metrics_written: String,
+    metrics_error: String,
 }
 
 impl Daemon {
     fn new(root: Root, config: Option<PathBuf>, settings: Settings) -> Daemon {
         let memory = fresh_memory(&settings, &[]);
+        let paths = enforce::resolve(&root, &settings);
         Daemon {
+            paths,
             root,
             config,
             settings,
@@ -79,6 +89,8 @@ impl Daemon {
             dropin_said: String::new(),
             overrides_said: Vec::new(),
             watch: Watch::new(),
+            metrics_written: String::new(),
+            metrics_error: String::new(),
         }
     }
 
@@ -232,21 +244,63 @@ impl Daemon {
     /// One pass over every knob, with its events. Returns the status line.
     fn tick(&mut self) -> String {
         let reports = enforce::pass(
-            &self.root,
             &self.settings,
+            &self.paths,
             self.settings.repair,
             self.table.as_ref(),
         );
-        for (r, mem) in reports.iter().zip(self.memory.iter_mut()) {
+        for ((r, mem), path) in reports
+            .iter()
+            .zip(self.memory.iter_mut())
+            .zip(self.paths.iter_mut())
+        {
+            // A file that could not be read may be back (a module loaded, a mount fixed).
+            if r.observed.is_err() {
+                *path = r.knob.resolve(&self.root);
+            }
             if let Some(event) = event_for(r, &mem.seen) {
                 event.emit();
             }
             if matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh {
                 self.repairs += 1;
+                mem.counters.repairs += 1;
+                mem.counters.last_repair = Some(std::time::SystemTime::now());
             }
             mem.seen = seen_after(r);
         }
-        status_line(&reports, self.repairs, self.settings.repair)
+        let metrics = self.settings.textfile.as_ref().map(|_| {
+            let counters: Vec<Counters> = self.memory.iter().map(|m| m.counters).collect();
+            metrics::render(&reports, &counters)
+        });
+        let status = status_line(&reports, self.repairs, self.settings.repair);
+        drop(reports);
+        if let Some(content) = metrics {
+            self.write_metrics(content);
+        }
+        status
+    }
+
+    /// Write the metrics file when its content changed; say a failure once.
+    fn write_metrics(&mut self, content: String) {
+        let Some(path) = self.settings.textfile.clone() else {
+            return;
+        };
+        if content == self.metrics_written {
+            return;
+        }
+        match atomic::write(&self.root, &path, &content) {
+            Ok(_) => {
+                self.metrics_written = content;
+                self.metrics_error.clear();
+            }
+            Err(e) => {
+                let said = e.to_string();
+                if said != self.metrics_error {
+                    log::warn!("metrics: {said}");
+                    self.metrics_error = said;
+                }
+            }
+        }
     }
 
     fn reload(&mut self) {
@@ -271,6 +325,7 @@ impl Daemon {
                 .emit();
                 self.memory = fresh_memory(&new, &self.memory);
                 self.settings = new;
+                self.paths = enforce::resolve(&self.root, &self.settings);
                 self.sysctl_d();
             }
             Err(e) => {
@@ -298,11 +353,13 @@ fn fresh_memory(settings: &Settings, old: &[Memory]) -> Vec<Memory> {
         .iter()
         .map(|k| {
             let id = knob_id(k);
-            let seen = old
+            let (seen, counters) = old
                 .iter()
                 .find(|m| m.id == id)
-                .map_or(Seen::Fresh, |m| m.seen.clone());
-            Memory { id, seen }
+                .map_or((Seen::Fresh, Counters::default()), |m| {
+                    (m.seen.clone(), m.counters)
+                });
+            Memory { id, seen, counters }
         })
         .collect()
 }
@@ -544,9 +601,18 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(io::Error::from(e)),
         }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (signalled, watched) = (ready(0), ready(1));
         drop(fds);
-        signals.drain();
-        let changed = d.watch.drain();
+        // Only what poll flagged: an idle tick makes no other system call.
+        if signalled {
+            signals.drain();
+        }
+        let changed = watched && d.watch.drain();
 
         if signals.term.swap(false, Ordering::SeqCst) {
             d.notifier.stopping();
@@ -560,7 +626,11 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
         let now = Instant::now();
         if changed || now >= next_sysctl_d {
             d.sysctl_d();
-            next_sysctl_d = now + SYSCTL_D_RECHECK;
+            if now >= next_sysctl_d {
+                // The safety net also re-finds every knob's file.
+                d.paths = enforce::resolve(&d.root, &d.settings);
+                next_sysctl_d = now + SYSCTL_D_RECHECK;
+            }
         }
         if now >= next_tick {
             let status = d.tick();

@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 
+use crate::atomic::{self, WriteError};
 use crate::config::Settings;
-use crate::knob::{Kind, Knob, KnobError};
+use crate::knob::{Kind, Knob, KnobError, Resolved};
 use crate::root::Root;
-use crate::sysctl_d::{self, Assignment, DropinState, Table, WriteError};
+use crate::sysctl_d::{self, Assignment, DropinState, Table};
 
 /// The state of one knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,22 +110,37 @@ impl KnobReport<'_> {
     }
 }
 
+/// Where each knob's file is (or why it cannot be used), in the settings' order.
+pub type Paths = Vec<Result<Resolved, KnobError>>;
+
+/// Resolve every knob's file under `root`.
+pub fn resolve(root: &Root, settings: &Settings) -> Paths {
+    settings.knobs.iter().map(|k| k.resolve(root)).collect()
+}
+
 /// Read every knob, in order; when `repair`, write each drifted one and verify it. Knobs are
-/// handled one after another so a failing knob never stops the others. With `boot` (the
-/// sysctl.d table, given when the drop-in is managed), sysctl knobs also get their boot value.
+/// handled one after another so a failing knob never stops the others. `paths` comes from
+/// [`resolve`]. With `boot` (the sysctl.d table, given when the drop-in is managed), sysctl
+/// knobs also get their boot value.
 pub fn pass<'a>(
-    root: &Root,
     settings: &'a Settings,
+    paths: &[Result<Resolved, KnobError>],
     repair: bool,
     boot: Option<&Table>,
 ) -> Vec<KnobReport<'a>> {
     settings
         .knobs
         .iter()
-        .map(|knob| {
-            let observed = knob.read(root);
-            let repair =
-                (repair && judge(knob, &observed) == Status::Drift).then(|| knob.write(root));
+        .zip(paths)
+        .map(|(knob, path)| {
+            let observed = match path {
+                Ok(at) => knob.read(at),
+                Err(e) => Err(e.clone()),
+            };
+            let repair = match path {
+                Ok(at) if repair && judge(knob, &observed) == Status::Drift => Some(knob.write(at)),
+                _ => None,
+            };
             let boot = boot
                 .filter(|_| knob.kind() == Kind::Sysctl)
                 .map(|t| boot_of(t, knob, settings.dropin.as_deref()));
@@ -179,7 +195,7 @@ pub fn persist(root: &Root, settings: &Settings, write: bool) -> Option<DropinRe
     let content = sysctl_d::render(settings);
     let before = sysctl_d::inspect(root, &file, &content);
     let ours = matches!(before, DropinState::Missing | DropinState::Outdated);
-    let wrote = (write && ours).then(|| sysctl_d::write_atomic(root, &file, &content));
+    let wrote = (write && ours).then(|| atomic::write(root, &file, &content));
     Some(DropinReport {
         file,
         before,
@@ -211,14 +227,14 @@ mod tests {
 ",
         );
 
-        let r = pass(&root, &knobs, false, None);
+        let r = pass(&knobs, &resolve(&root, &knobs), false, None);
         assert_eq!(r[0].status(), Status::Drift);
         assert_eq!(r[0].current(), Some("0"));
         assert!(r[0].repair.is_none());
         assert_eq!(r[1].status(), Status::Absent);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n");
 
-        let r = pass(&root, &knobs, true, None);
+        let r = pass(&knobs, &resolve(&root, &knobs), true, None);
         assert_eq!(r[0].status(), Status::Ok);
         assert_eq!(r[0].observed.as_deref(), Ok("0"));
         assert_eq!(r[1].status(), Status::Absent);
@@ -237,7 +253,7 @@ mod tests {
         // Right now, but nothing persists it: boot-drift.
         let table = Table::read(&root);
         assert_eq!(
-            pass(&root, &s, false, Some(&table))[0].status(),
+            pass(&s, &resolve(&root, &s), false, Some(&table))[0].status(),
             Status::BootDrift
         );
 
@@ -250,7 +266,10 @@ mod tests {
         let d = persist(&root, &s, true).unwrap();
         assert!(matches!(d.wrote, Some(Ok(true))), "{d:?}");
         let table = Table::read(&root);
-        assert_eq!(pass(&root, &s, false, Some(&table))[0].status(), Status::Ok);
+        assert_eq!(
+            pass(&s, &resolve(&root, &s), false, Some(&table))[0].status(),
+            Status::Ok
+        );
         assert!(persist(&root, &s, true).unwrap().wrote.is_none());
 
         // A later file overrides us: boot-drift again, with the override named.
@@ -260,7 +279,7 @@ mod tests {
         )
         .unwrap();
         let table = Table::read(&root);
-        let r = pass(&root, &s, false, Some(&table));
+        let r = pass(&s, &resolve(&root, &s), false, Some(&table));
         assert_eq!(r[0].status(), Status::BootDrift);
         let boot = r[0].boot.as_ref().unwrap();
         assert_eq!(boot.overrides.len(), 1);

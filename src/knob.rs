@@ -2,8 +2,9 @@
 //! we want it to have, and how to read, compare and write it.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::root::{Escape, Root};
@@ -107,59 +108,94 @@ impl Knob {
         self.kind == Kind::Sysfs && self.rel.ends_with("transparent_hugepage/enabled")
     }
 
-    fn resolve(&self, root: &Root) -> Result<PathBuf, KnobError> {
-        root.resolve_within(self.kind.base(), &self.rel)
+    /// Find and open the knob's file: `<root>/<base>/<rel>` with every symlink resolved, and
+    /// refused unless it stays inside its tree. Done once per configuration (and again after
+    /// a failure), not on every read: each tick then costs one pread(2) per knob instead of
+    /// a path walk. /proc/sys and /sys are kernel file systems where nobody can plant a
+    /// symlink later, and every open uses O_NOFOLLOW anyway.
+    pub fn resolve(&self, root: &Root) -> Result<Resolved, KnobError> {
+        let shown = self.display_path(root);
+        let real = root
+            .resolve_within(self.kind.base(), &self.rel)
             .map_err(|e| match e {
-                Escape::Io(err) => KnobError::from_io(self.display_path(root), Op::Read, err),
+                Escape::Io(err) => KnobError::from_io(shown.clone(), Op::Read, err),
                 Escape::Outside(real) => KnobError {
-                    path: self.display_path(root),
+                    path: shown.clone(),
                     op: Op::Resolve,
                     cause: Cause::Escape(real),
                 },
                 Escape::BadPath => KnobError {
-                    path: self.display_path(root),
+                    path: shown.clone(),
                     op: Op::Resolve,
                     cause: Cause::Escape(self.rel.clone()),
                 },
-            })
+            })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&real)
+            .map_err(|e| KnobError::from_io(shown.clone(), Op::Read, e))?;
+        Ok(Resolved { real, shown, file })
     }
 
     /// Read the current value, normalised (see [`normalize`]).
-    pub fn read(&self, root: &Root) -> Result<String, KnobError> {
-        let path = self.resolve(root)?;
-        let mut buf = String::new();
-        OpenOptions::new()
-            .read(true)
-            .open(&path)
-            .and_then(|mut f| f.read_to_string(&mut buf))
-            .map_err(|e| KnobError::from_io(self.display_path(root), Op::Read, e))?;
-        Ok(normalize(&buf))
+    pub fn read(&self, at: &Resolved) -> Result<String, KnobError> {
+        // pread(2) from offset 0: procfs and sysfs produce the whole value on each read from
+        // the start, so one call usually does; no size probing (statx, lseek) either.
+        let mut buf = [0u8; 512];
+        let mut len = 0;
+        // A value longer than the buffer is longer than any we compare: its prefix decides.
+        while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+            match at.file.read_at(rest, len as u64) {
+                Ok(0) => break,
+                Ok(n) => {
+                    len += n;
+                    if n < rest.len() {
+                        break; // a short read from offset 0 is the whole value
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(KnobError::from_io(at.shown.clone(), Op::Read, e)),
+            }
+        }
+        let text = String::from_utf8_lossy(buf.get(..len).unwrap_or_default());
+        Ok(normalize(&text))
     }
 
     /// Write the desired value, then read it back. Ok only when the kernel now reports it.
-    pub fn write(&self, root: &Root) -> Result<(), KnobError> {
-        let path = self.resolve(root)?;
-        let shown = self.display_path(root);
+    pub fn write(&self, at: &Resolved) -> Result<(), KnobError> {
         // One write(2) of the whole value: procfs and sysfs parse each write on its own.
         // O_TRUNC is ignored by the kernel's files and keeps fixture files exact.
         let line = format!("{}\n", self.desired);
         OpenOptions::new()
             .write(true)
             .truncate(true)
-            .open(&path)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&at.real)
             .and_then(|mut f| f.write_all(line.as_bytes()))
-            .map_err(|e| KnobError::from_io(shown.clone(), Op::Write, e))?;
-        let now = self.read(root)?;
+            .map_err(|e| KnobError::from_io(at.shown.clone(), Op::Write, e))?;
+        let now = self.read(at)?;
         if now == self.desired {
             Ok(())
         } else {
             Err(KnobError {
-                path: shown,
+                path: at.shown.clone(),
                 op: Op::Verify,
                 cause: Cause::ReadBack(now),
             })
         }
     }
+}
+
+/// A knob's file, found and opened by [`Knob::resolve`].
+#[derive(Debug)]
+pub struct Resolved {
+    /// The canonical path, inside the knob's tree.
+    real: PathBuf,
+    /// The path as shown to people.
+    shown: PathBuf,
+    /// Open for reading.
+    file: File,
 }
 
 /// The kernel's ways of showing a value, folded to one form: a choice list such as
@@ -521,11 +557,11 @@ mod tests {
         std::fs::create_dir_all(t.path().join("proc/sys/vm")).unwrap();
         std::fs::write(t.path().join("proc/sys/vm/overcommit_memory"), "0\n").unwrap();
         let k = Knob::new(Kind::Sysctl, "vm.overcommit_memory", "1").unwrap();
-        assert_eq!(k.read(&root).unwrap(), "0");
-        k.write(&root).unwrap();
-        assert_eq!(k.read(&root).unwrap(), "1");
+        let at = k.resolve(&root).unwrap();
+        assert_eq!(k.read(&at).unwrap(), "0");
+        k.write(&at).unwrap();
+        assert_eq!(k.read(&at).unwrap(), "1");
         let missing = Knob::new(Kind::Sysctl, "vm.nonexistent", "1").unwrap();
-        assert!(missing.read(&root).unwrap_err().is_absent());
-        assert!(missing.write(&root).unwrap_err().is_absent());
+        assert!(missing.resolve(&root).unwrap_err().is_absent());
     }
 }

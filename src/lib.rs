@@ -5,11 +5,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod atomic;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod enforce;
 pub mod knob;
+pub mod metrics;
 pub mod report;
 pub mod root;
 pub mod sysctl_d;

@@ -185,7 +185,8 @@ fn all_ok(reports: &[KnobReport], dropin: Option<&DropinReport>) -> bool {
 fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
     let dropin = enforce::persist(root, settings, false);
     let table = dropin.as_ref().map(|_| Table::read(root));
-    let reports = enforce::pass(root, settings, false, table.as_ref());
+    let paths = enforce::resolve(root, settings);
+    let reports = enforce::pass(settings, &paths, false, table.as_ref());
     if json {
         println!("{}", to_json(root, settings, &reports, dropin.as_ref()));
     } else {
@@ -205,7 +206,8 @@ fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
     }
     let dropin = enforce::persist(root, &settings, true);
     let table = dropin.as_ref().map(|_| Table::read(root));
-    let reports = enforce::pass(root, &settings, true, table.as_ref());
+    let paths = enforce::resolve(root, &settings);
+    let reports = enforce::pass(&settings, &paths, true, table.as_ref());
     for r in &reports {
         let k = r.knob;
         match (&r.repair, r.error()) {
