@@ -225,7 +225,7 @@ struct Row {
 
 fn ratio(tuned: f64, ours: f64) -> String {
     if ours > 0.0 && tuned > 0.0 {
-        format!("{:.0}x", tuned / ours)
+        format!("{:.1}x", tuned / ours)
     } else {
         "-".into()
     }

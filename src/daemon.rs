@@ -27,8 +27,10 @@ use crate::root::Root;
 use crate::sysctl_d::{self, DropinState, Table};
 
 /// How often sysctl.d is re-read even without an inotify event (a directory that did not
-/// exist when the watches were set, an edit of /etc/sysctl.conf, a missed event).
-const SYSCTL_D_RECHECK: Duration = Duration::from_secs(10);
+/// exist when the watches were set, an edit of /etc/sysctl.conf, a missed event), and knobs
+/// that could not be opened are looked for again. inotify reports changes at once; this is
+/// only the safety net, and it costs more than many ticks, so it runs once a minute.
+const SYSCTL_D_RECHECK: Duration = Duration::from_secs(60);
 
 /// What the daemon last reported about a knob, so it speaks only on change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +61,9 @@ struct Daemon {
     memory: Vec<Memory>,
     repairs: u64,
     notifier: Notifier,
-    /// The sysctl.d table as last read (when the drop-in is managed).
-    table: Option<Table>,
+    /// Each sysctl knob's boot value as of the last sysctl.d read (empty when the drop-in
+    /// is not managed).
+    boots: enforce::Boots,
     /// Each knob's file, resolved once (again after a failure, a reload, a recheck).
     paths: enforce::Paths,
     /// What was last said about the drop-in, so it is said once per change.
@@ -85,7 +88,7 @@ impl Daemon {
             memory,
             repairs: 0,
             notifier: Notifier::default(),
-            table: None,
+            boots: Vec::new(),
             dropin_said: String::new(),
             overrides_said: Vec::new(),
             watch: Watch::new(),
@@ -101,7 +104,10 @@ impl Daemon {
         if let Some(r) = &report {
             self.say_dropin(r);
         }
-        self.table = report.is_some().then(|| Table::read(&self.root));
+        self.boots = match report {
+            Some(_) => enforce::boots(&self.settings, &Table::read(&self.root)),
+            None => Vec::new(),
+        };
         self.say_overrides();
         // Directories may have appeared (we may have created /etc/sysctl.d).
         self.watch.add_dirs(&self.root);
@@ -184,16 +190,10 @@ impl Daemon {
     }
 
     fn say_overrides(&mut self) {
-        let Some(table) = &self.table else { return };
         let mut now = Vec::new();
-        for k in self
-            .settings
-            .knobs
-            .iter()
-            .filter(|k| k.kind() == Kind::Sysctl)
-        {
-            let key = k.rel().to_string_lossy();
-            let overrides = table.overrides(&key, k.desired(), self.settings.dropin.as_deref());
+        for (k, boot) in self.settings.knobs.iter().zip(&self.boots) {
+            let Some(boot) = boot else { continue };
+            let overrides = &boot.overrides;
             let text: Vec<String> = overrides.iter().map(|a| a.to_string()).collect();
             let text = text.join("; ");
             let before = self
@@ -247,7 +247,7 @@ impl Daemon {
             &self.settings,
             &self.paths,
             self.settings.repair,
-            self.table.as_ref(),
+            &self.boots,
         );
         for ((r, mem), path) in reports
             .iter()
@@ -462,7 +462,8 @@ fn status_line(reports: &[KnobReport], repairs: u64, repair_mode: bool) -> Strin
 /// inotify watches on the sysctl.d directories that exist.
 struct Watch {
     inotify: Option<Inotify>,
-    dirs: Vec<PathBuf>,
+    /// The directories watched, as named under the root and as resolved.
+    dirs: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Watch {
@@ -493,11 +494,18 @@ impl Watch {
             | AddWatchFlags::IN_MOVE_SELF
             | AddWatchFlags::IN_ONLYDIR;
         for dir in sysctl_d::DIRS {
-            let Some(path) = root.join(dir).and_then(|p| p.canonicalize().ok()) else {
+            let Some(named) = root.join(dir) else {
                 continue;
             };
-            if !self.dirs.contains(&path) && ino.add_watch(&path, flags).is_ok() {
-                self.dirs.push(path);
+            if self.dirs.iter().any(|(n, _)| *n == named) {
+                continue;
+            }
+            // Two names for one directory (merged /usr) get one watch.
+            let Ok(real) = named.canonicalize() else {
+                continue;
+            };
+            if self.dirs.iter().any(|(_, r)| *r == real) || ino.add_watch(&real, flags).is_ok() {
+                self.dirs.push((named, real));
             }
         }
     }
@@ -627,8 +635,12 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
         if changed || now >= next_sysctl_d {
             d.sysctl_d();
             if now >= next_sysctl_d {
-                // The safety net also re-finds every knob's file.
-                d.paths = enforce::resolve(&d.root, &d.settings);
+                // The safety net also looks again for knobs that could not be found.
+                for (k, path) in d.settings.knobs.iter().zip(d.paths.iter_mut()) {
+                    if path.is_err() {
+                        *path = k.resolve(&d.root);
+                    }
+                }
                 next_sysctl_d = now + SYSCTL_D_RECHECK;
             }
         }

@@ -74,7 +74,7 @@ pub struct KnobReport<'a> {
     /// `Some` when a write was made: its verified outcome.
     pub repair: Option<Result<(), KnobError>>,
     /// For sysctl knobs when the drop-in is managed: what the next boot applies.
-    pub boot: Option<Boot>,
+    pub boot: Option<&'a Boot>,
 }
 
 impl KnobReport<'_> {
@@ -118,21 +118,34 @@ pub fn resolve(root: &Root, settings: &Settings) -> Paths {
     settings.knobs.iter().map(|k| k.resolve(root)).collect()
 }
 
+/// Each knob's boot value (`None` for sysfs knobs), in the settings' order.
+pub type Boots = Vec<Option<Boot>>;
+
+/// What the next boot does to each sysctl knob, from a sysctl.d table. Computed when the
+/// table is read, not on every tick: it changes only with the files.
+pub fn boots(settings: &Settings, table: &Table) -> Boots {
+    settings
+        .knobs
+        .iter()
+        .map(|k| (k.kind() == Kind::Sysctl).then(|| boot_of(table, k, settings.dropin.as_deref())))
+        .collect()
+}
+
 /// Read every knob, in order; when `repair`, write each drifted one and verify it. Knobs are
 /// handled one after another so a failing knob never stops the others. `paths` comes from
-/// [`resolve`]. With `boot` (the sysctl.d table, given when the drop-in is managed), sysctl
-/// knobs also get their boot value.
+/// [`resolve`]; `boots` from [`boots`] when the drop-in is managed (empty otherwise).
 pub fn pass<'a>(
     settings: &'a Settings,
     paths: &[Result<Resolved, KnobError>],
     repair: bool,
-    boot: Option<&Table>,
+    boots: &'a [Option<Boot>],
 ) -> Vec<KnobReport<'a>> {
     settings
         .knobs
         .iter()
         .zip(paths)
-        .map(|(knob, path)| {
+        .enumerate()
+        .map(|(i, (knob, path))| {
             let observed = match path {
                 Ok(at) => knob.read(at),
                 Err(e) => Err(e.clone()),
@@ -141,9 +154,7 @@ pub fn pass<'a>(
                 Ok(at) if repair && judge(knob, &observed) == Status::Drift => Some(knob.write(at)),
                 _ => None,
             };
-            let boot = boot
-                .filter(|_| knob.kind() == Kind::Sysctl)
-                .map(|t| boot_of(t, knob, settings.dropin.as_deref()));
+            let boot = boots.get(i).and_then(Option::as_ref);
             KnobReport {
                 knob,
                 observed,
@@ -227,14 +238,14 @@ mod tests {
 ",
         );
 
-        let r = pass(&knobs, &resolve(&root, &knobs), false, None);
+        let r = pass(&knobs, &resolve(&root, &knobs), false, &[]);
         assert_eq!(r[0].status(), Status::Drift);
         assert_eq!(r[0].current(), Some("0"));
         assert!(r[0].repair.is_none());
         assert_eq!(r[1].status(), Status::Absent);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n");
 
-        let r = pass(&knobs, &resolve(&root, &knobs), true, None);
+        let r = pass(&knobs, &resolve(&root, &knobs), true, &[]);
         assert_eq!(r[0].status(), Status::Ok);
         assert_eq!(r[0].observed.as_deref(), Ok("0"));
         assert_eq!(r[1].status(), Status::Absent);
@@ -253,7 +264,7 @@ mod tests {
         // Right now, but nothing persists it: boot-drift.
         let table = Table::read(&root);
         assert_eq!(
-            pass(&s, &resolve(&root, &s), false, Some(&table))[0].status(),
+            pass(&s, &resolve(&root, &s), false, &boots(&s, &table))[0].status(),
             Status::BootDrift
         );
 
@@ -267,7 +278,7 @@ mod tests {
         assert!(matches!(d.wrote, Some(Ok(true))), "{d:?}");
         let table = Table::read(&root);
         assert_eq!(
-            pass(&s, &resolve(&root, &s), false, Some(&table))[0].status(),
+            pass(&s, &resolve(&root, &s), false, &boots(&s, &table))[0].status(),
             Status::Ok
         );
         assert!(persist(&root, &s, true).unwrap().wrote.is_none());
@@ -279,7 +290,8 @@ mod tests {
         )
         .unwrap();
         let table = Table::read(&root);
-        let r = pass(&s, &resolve(&root, &s), false, Some(&table));
+        let b = boots(&s, &table);
+        let r = pass(&s, &resolve(&root, &s), false, &b);
         assert_eq!(r[0].status(), Status::BootDrift);
         let boot = r[0].boot.as_ref().unwrap();
         assert_eq!(boot.overrides.len(), 1);

@@ -186,7 +186,10 @@ fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
     let dropin = enforce::persist(root, settings, false);
     let table = dropin.as_ref().map(|_| Table::read(root));
     let paths = enforce::resolve(root, settings);
-    let reports = enforce::pass(settings, &paths, false, table.as_ref());
+    let boots = table
+        .map(|t| enforce::boots(settings, &t))
+        .unwrap_or_default();
+    let reports = enforce::pass(settings, &paths, false, &boots);
     if json {
         println!("{}", to_json(root, settings, &reports, dropin.as_ref()));
     } else {
@@ -207,7 +210,10 @@ fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
     let dropin = enforce::persist(root, &settings, true);
     let table = dropin.as_ref().map(|_| Table::read(root));
     let paths = enforce::resolve(root, &settings);
-    let reports = enforce::pass(&settings, &paths, true, table.as_ref());
+    let boots = table
+        .map(|t| enforce::boots(&settings, &t))
+        .unwrap_or_default();
+    let reports = enforce::pass(&settings, &paths, true, &boots);
     for r in &reports {
         let k = r.knob;
         match (&r.repair, r.error()) {

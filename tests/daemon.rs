@@ -395,3 +395,88 @@ fn a_notify_socket_nobody_reads_does_not_hang_the_daemon() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("is not reading NOTIFY_SOCKET"), "{log}");
 }
+
+/// The metrics file, parsed by an independent Prometheus text-format parser:
+/// (metric, knob) -> value.
+fn metrics(tree: &Tree) -> std::collections::BTreeMap<(String, String), f64> {
+    use prometheus_parse::{Scrape, Value};
+    let text = tree.read("var/lib/node-exporter/forksafe.prom");
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    for family in [
+        "forksafe_knob_in_spec",
+        "forksafe_boot_drift",
+        "forksafe_repairs_total",
+    ] {
+        assert!(
+            scrape.docs.contains_key(family),
+            "no HELP for {family}:\n{text}"
+        );
+    }
+    scrape
+        .samples
+        .iter()
+        .map(|s| {
+            let value = match (&s.metric[..], &s.value) {
+                ("forksafe_repairs_total", Value::Counter(v)) => *v,
+                (m, Value::Gauge(v)) if m != "forksafe_repairs_total" => *v,
+                (m, v) => panic!("{m} has the wrong type: {v:?}\n{text}"),
+            };
+            (
+                (s.metric.clone(), s.labels.get("knob").unwrap().to_string()),
+                value,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_textfile_follows_the_knobs() {
+    let tree = Tree::new("01-drift");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &(FAST.replace("manage = false", "manage = true")
+            + "[report]\ntextfile = \"/var/lib/node-exporter/forksafe.prom\"\n"),
+    );
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let oc = |m: &str| (m.to_string(), "vm.overcommit_memory".to_string());
+    wait_for("the metrics file", || {
+        tree.path("var/lib/node-exporter/forksafe.prom").exists()
+    });
+    let m = metrics(&tree);
+    assert_eq!(m.len(), 12, "{m:?}");
+    assert_eq!(m[&oc("forksafe_knob_in_spec")], 1.0);
+    assert_eq!(m[&oc("forksafe_boot_drift")], 0.0);
+    assert_eq!(m[&oc("forksafe_repairs_total")], 0.0);
+    assert_eq!(m[&oc("forksafe_last_repair_timestamp_seconds")], 0.0);
+
+    // Written on change only: several ticks later, the same file.
+    let mtime = || {
+        std::fs::metadata(tree.path("var/lib/node-exporter/forksafe.prom"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = mtime();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(mtime(), before);
+
+    tree.write(OVERCOMMIT, "0\n");
+    wait_for("the repair counted", || {
+        metrics(&tree)[&oc("forksafe_repairs_total")] == 1.0
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = metrics(&tree)[&oc("forksafe_last_repair_timestamp_seconds")];
+    assert!((now - last).abs() < 60.0, "last repair {last}, now {now}");
+
+    tree.write("etc/sysctl.d/zz-late.conf", "vm.overcommit_memory = 0\n");
+    wait_for("boot drift", || {
+        metrics(&tree)[&oc("forksafe_boot_drift")] == 1.0
+    });
+    assert_eq!(metrics(&tree)[&oc("forksafe_knob_in_spec")], 1.0);
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}
