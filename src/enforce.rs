@@ -55,6 +55,8 @@ pub struct Boot {
     pub value: Option<Assignment>,
     /// Assignments that differ from the desired value and would win over ours.
     pub overrides: Vec<Assignment>,
+    /// Assignments that differ but lose to ours (they apply again without the drop-in).
+    pub shadowed: Vec<Assignment>,
 }
 
 impl Boot {
@@ -171,6 +173,11 @@ fn boot_of(table: &Table, knob: &Knob, ours: Option<&std::path::Path>) -> Boot {
         value: table.effective(&key).cloned(),
         overrides: table
             .overrides(&key, knob.desired(), ours)
+            .into_iter()
+            .cloned()
+            .collect(),
+        shadowed: table
+            .shadowed(&key, knob.desired(), ours)
             .into_iter()
             .cloned()
             .collect(),

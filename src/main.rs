@@ -324,6 +324,11 @@ fn notes(reports: &[KnobReport], dropin: Option<&DropinReport>) -> String {
         for o in &boot.overrides {
             out.push_str(&format!("{name}: overridden by {o}\n"));
         }
+        for o in &boot.shadowed {
+            out.push_str(&format!(
+                "{name}: {o}, but forksafe's drop-in outranks it at boot (it applies again without the drop-in)\n"
+            ));
+        }
     }
     if let Some(d) = dropin {
         let file = d.file.display();
@@ -377,6 +382,10 @@ fn to_json(
                 obj.insert(
                     "overrides".into(),
                     boot.overrides.iter().map(assignment_json).collect(),
+                );
+                obj.insert(
+                    "shadowed".into(),
+                    boot.shadowed.iter().map(assignment_json).collect(),
                 );
             }
             v

@@ -242,17 +242,21 @@ impl Table {
             .rfind(|e| e.value.is_some() && is_glob(&e.key) && glob_match(&e.key, key))
     }
 
+    /// Where in reading order `ours` (the managed drop-in) assigns `desired` to `key`.
+    fn ours_at(&self, key: &str, desired: &str, ours: Option<&Path>) -> Option<usize> {
+        ours.and_then(|o| {
+            self.history
+                .iter()
+                .rposition(|a| a.key == key && a.file == o && a.value.as_deref() == Some(desired))
+        })
+    }
+
     /// The assignments that keep `key` from booting with `desired`: each one that differs
     /// and would win over `ours` (the managed drop-in, when it assigns the key); plus any
     /// `/etc/sysctl.conf` line that differs, which procps' `sysctl --system` applies last.
     pub fn overrides(&self, key: &str, desired: &str, ours: Option<&Path>) -> Vec<&Assignment> {
         let differs = |a: &&Assignment| a.value.as_deref() != Some(desired);
-        let ours_at = ours.and_then(|o| {
-            self.history
-                .iter()
-                .rposition(|a| a.key == key && a.file == o && a.value.as_deref() == Some(desired))
-        });
-        let mut out: Vec<&Assignment> = match ours_at {
+        let mut out: Vec<&Assignment> = match self.ours_at(key, desired, ours) {
             // Only an explicit assignment (or exclusion) read after ours replaces ours.
             Some(at) => self
                 .history
@@ -271,6 +275,25 @@ impl Table {
                 .filter(differs),
         );
         out
+    }
+
+    /// Assignments of `key` that differ from `desired` but lose to `ours` at boot (read
+    /// before it, or globs, which never beat an explicit key). Harmless while the drop-in
+    /// is there; they apply again if it goes.
+    pub fn shadowed(&self, key: &str, desired: &str, ours: Option<&Path>) -> Vec<&Assignment> {
+        let Some(at) = self.ours_at(key, desired, ours) else {
+            return Vec::new();
+        };
+        self.history
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| {
+                let explicit_later = *i > at && a.key == key; // those are overrides
+                let matches = a.key == key || (is_glob(&a.key) && glob_match(&a.key, key));
+                matches && !explicit_later && a.value.as_deref() != Some(desired)
+            })
+            .map(|(_, a)| a)
+            .collect()
     }
 }
 

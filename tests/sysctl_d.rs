@@ -22,6 +22,8 @@ struct Case {
     boot: Option<(&'static str, u64, &'static str)>,
     /// (file, line) of each override.
     overrides: &'static [(&'static str, u64)],
+    /// (file, line) of each differing assignment that loses to ours.
+    shadowed: &'static [(&'static str, u64)],
     dropin: &'static str,
 }
 
@@ -33,6 +35,7 @@ const CASES: &[Case] = &[
         boot: Some((OURS, 3, "1")),
         overrides: &[],
         dropin: "ok",
+        shadowed: &[],
     },
     Case {
         fixture: "11-masked-by-name",
@@ -41,6 +44,7 @@ const CASES: &[Case] = &[
         boot: Some((OURS, 3, "1")),
         overrides: &[],
         dropin: "ok",
+        shadowed: &[],
     },
     Case {
         fixture: "12-order-across-dirs",
@@ -49,6 +53,8 @@ const CASES: &[Case] = &[
         boot: Some(("/usr/lib/sysctl.d/zzz.conf", 3, "0")),
         overrides: &[("/usr/lib/sysctl.d/zzz.conf", 3)],
         dropin: "ok",
+        // /etc/sysctl.d/10-early.conf is read before ours: it loses.
+        shadowed: &[("/etc/sysctl.d/10-early.conf", 1)],
     },
     Case {
         fixture: "13-glob-loses-to-explicit",
@@ -57,6 +63,11 @@ const CASES: &[Case] = &[
         boot: Some((OURS, 3, "1")),
         overrides: &[],
         dropin: "ok",
+        // Globs never beat an explicit key, even read after it.
+        shadowed: &[
+            ("/etc/sysctl.d/zz-glob.conf", 1),
+            ("/etc/sysctl.d/zz-glob.conf", 2),
+        ],
     },
     Case {
         fixture: "14-exclusion",
@@ -65,6 +76,7 @@ const CASES: &[Case] = &[
         boot: None,
         overrides: &[("/usr/lib/sysctl.d/zzz-exclude.conf", 2)],
         dropin: "ok",
+        shadowed: &[],
     },
     Case {
         fixture: "15-syntax",
@@ -73,6 +85,7 @@ const CASES: &[Case] = &[
         boot: Some(("/etc/sysctl.d/zz-syntax.conf", 3, "2")),
         overrides: &[("/etc/sysctl.d/zz-syntax.conf", 3)],
         dropin: "ok",
+        shadowed: &[],
     },
     Case {
         fixture: "16-dash-prefix",
@@ -81,6 +94,7 @@ const CASES: &[Case] = &[
         boot: Some(("/etc/sysctl.d/zz-dash.conf", 1, "0")),
         overrides: &[("/etc/sysctl.d/zz-dash.conf", 1)],
         dropin: "ok",
+        shadowed: &[],
     },
     Case {
         fixture: "17-foreign-dropin",
@@ -89,6 +103,7 @@ const CASES: &[Case] = &[
         boot: Some((OURS, 1, "1")),
         overrides: &[],
         dropin: "foreign",
+        shadowed: &[],
     },
     Case {
         fixture: "18-sysctl-conf",
@@ -97,6 +112,7 @@ const CASES: &[Case] = &[
         boot: Some((OURS, 3, "1")),
         overrides: &[("/etc/sysctl.conf", 2)],
         dropin: "ok",
+        shadowed: &[],
     },
     Case {
         fixture: "19-debian-sysctl-conf-link",
@@ -105,6 +121,8 @@ const CASES: &[Case] = &[
         boot: Some((OURS, 3, "1")),
         overrides: &[("/etc/sysctl.conf", 1)],
         dropin: "ok",
+        // systemd reads it as 99-sysctl.conf, just before 99-zz-forksafe.conf.
+        shadowed: &[("/etc/sysctl.d/99-sysctl.conf", 1)],
     },
 ];
 
@@ -152,6 +170,23 @@ fn sysctl_d_rules() {
             .map(|(f, l)| (f.to_string(), *l))
             .collect();
         assert_eq!(got, want, "{ctx}");
+        let got: Vec<(String, u64)> = k["shadowed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["file"].as_str().unwrap().to_string(),
+                    o["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, u64)> = c
+            .shadowed
+            .iter()
+            .map(|(f, l)| (f.to_string(), *l))
+            .collect();
+        assert_eq!(got, want, "shadowed: {ctx}");
         assert_eq!(v["dropin"]["status"], c.dropin, "{ctx}");
         // The table says the same in words.
         let human = text(&tree.run(&["check"]).stdout);

@@ -54,6 +54,7 @@ finish() {
     journalctl -b --no-pager >"$OUT/journal-boot$boot.txt" 2>&1
     journalctl -b -u forksafe.service -o json --no-pager >"$OUT/forksafe-boot$boot.json" 2>&1
     say "END boot $boot"
+    [ "$1" = poweroff ] && say "DONE"
     sync
     umount /payload
     systemctl "$1"
