@@ -379,11 +379,25 @@ pub fn glob_match(pattern: &str, key: &str) -> bool {
     })
 }
 
+/// At most this many patterns come out of brace expansion; `{a,b}` repeated doubles them,
+/// so a hostile line could otherwise ask for billions.
+const MAX_BRACE_EXPANSIONS: usize = 1024;
+
 /// `a{b,c}d` -> `abd`, `acd` (nested braces too); an unbalanced brace stays literal.
 fn expand_braces(p: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    expand_into(p, &mut out);
+    out
+}
+
+fn expand_into(p: &str, out: &mut Vec<String>) {
+    if out.len() >= MAX_BRACE_EXPANSIONS {
+        return;
+    }
     let bytes = p.as_bytes();
     let Some(open) = bytes.iter().position(|&b| b == b'{') else {
-        return vec![p.to_string()];
+        out.push(p.to_string());
+        return;
     };
     let mut depth = 0;
     let mut commas = Vec::new();
@@ -403,7 +417,8 @@ fn expand_braces(p: &str) -> Vec<String> {
         }
     }
     let Some(close) = close else {
-        return vec![p.to_string()];
+        out.push(p.to_string());
+        return;
     };
     // Byte positions of ASCII braces and commas are always char boundaries.
     let (head, tail) = (
@@ -413,46 +428,67 @@ fn expand_braces(p: &str) -> Vec<String> {
     let mut bounds = vec![open];
     bounds.extend(commas);
     bounds.push(close);
-    let mut out = Vec::new();
     for w in bounds.windows(2) {
         if let [a, b] = w {
             let alt = p.get(a + 1..*b).unwrap_or("");
-            out.extend(expand_braces(&format!("{head}{alt}{tail}")));
+            expand_into(&format!("{head}{alt}{tail}"), out);
         }
     }
-    out
 }
 
 /// fnmatch(3) without flags except glob's leading-dot rule: `*`, `?`, `[...]` with ranges and
-/// `!`/`^` negation, `\` escapes.
+/// `!`/`^` negation, `\` escapes. Linear-time: one backtrack point (the last `*`), so no
+/// pattern can make it explode.
 fn fnmatch(p: &[u8], s: &[u8]) -> bool {
     if s.first() == Some(&b'.') && p.first() != Some(&b'.') {
         return false;
     }
-    fn rec(p: &[u8], s: &[u8]) -> bool {
-        match p.split_first() {
-            None => s.is_empty(),
-            Some((b'*', rest)) => (0..=s.len()).any(|i| rec(rest, s.get(i..).unwrap_or_default())),
-            Some((b'?', rest)) => s.split_first().is_some_and(|(_, st)| rec(rest, st)),
-            Some((b'[', rest)) => match (class_match(rest, s.first().copied()), s.split_first()) {
-                (Some((true, after)), Some((_, st))) => rec(after, st),
-                (Some((false, _)), _) => false,
-                // No closing bracket: `[` is literal.
-                (None, Some((b'[', st))) => rec(rest, st),
-                _ => false,
-            },
-            Some((b'\\', rest)) if !rest.is_empty() => {
-                match (rest.split_first(), s.split_first()) {
-                    (Some((pc, pr)), Some((sc, sr))) if pc == sc => rec(pr, sr),
-                    _ => false,
+    let (mut pi, mut si) = (0, 0);
+    // Where to resume after the last `*`: (pattern index after it, text index it covers to).
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        match (p.get(pi), s.get(si)) {
+            (Some(b'*'), _) => {
+                pi += 1;
+                star = Some((pi, si));
+                continue;
+            }
+            (Some(_), Some(&c)) => {
+                let (hit, next) = token(p, pi, c);
+                if hit {
+                    pi = next;
+                    si += 1;
+                    continue;
                 }
             }
-            Some((c, rest)) => s
-                .split_first()
-                .is_some_and(|(sc, sr)| sc == c && rec(rest, sr)),
+            (None, None) => return true,
+            _ => {}
+        }
+        // Mismatch: let the last `*` swallow one more character, or fail.
+        match star {
+            Some((sp, ss)) if ss < s.len() => {
+                star = Some((sp, ss + 1));
+                pi = sp;
+                si = ss + 1;
+            }
+            _ => return false,
         }
     }
-    rec(p, s)
+}
+
+/// Whether the pattern token at `p[i]` matches `c`, and the index after the token.
+fn token(p: &[u8], i: usize, c: u8) -> (bool, usize) {
+    match p.get(i) {
+        Some(b'?') => (true, i + 1),
+        Some(b'[') => match class_match(p.get(i + 1..).unwrap_or_default(), Some(c)) {
+            Some((hit, rest)) => (hit, p.len() - rest.len()),
+            // No closing bracket: `[` is literal.
+            None => (c == b'[', i + 1),
+        },
+        Some(b'\\') if i + 1 < p.len() => (p.get(i + 1) == Some(&c), i + 2),
+        Some(&x) => (x == c, i + 1),
+        None => (false, i),
+    }
 }
 
 /// Match one character against a bracket expression (after the `[`). `None` when the
@@ -704,6 +740,27 @@ mod tests {
                 .value
                 .as_deref(),
             Some("2")
+        );
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// Patterns that make naive glob matching or brace expansion explode finish at once.
+    #[test]
+    fn pathological_globs_are_cheap() {
+        let start = std::time::Instant::now();
+        let stars = format!("{}b", "*a".repeat(30));
+        assert!(!glob_match(&stars, &"a".repeat(200)));
+        let braces = "{a,b}".repeat(40);
+        assert!(!glob_match(&format!("x{braces}*"), "y"));
+        // Generous: the point is seconds versus years, not milliseconds.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
         );
     }
 }
