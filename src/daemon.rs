@@ -20,6 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::atomic;
 use crate::config::Settings;
 use crate::enforce::{self, DropinReport, KnobReport, Status};
+use crate::fight::{self, Contest};
 use crate::knob::{Kind, Knob};
 use crate::metrics::{self, Counters};
 use crate::report::{Event, EventKind, Notifier};
@@ -47,6 +48,7 @@ struct Memory {
     id: (Kind, PathBuf, String),
     seen: Seen,
     counters: Counters,
+    contest: Contest,
 }
 
 fn knob_id(k: &Knob) -> (Kind, PathBuf, String) {
@@ -78,7 +80,7 @@ struct Daemon {
 
 impl Daemon {
     fn new(root: Root, config: Option<PathBuf>, settings: Settings) -> Daemon {
-        let memory = fresh_memory(&settings, &[]);
+        let memory = fresh_memory(&settings, &[], None);
         let paths = enforce::resolve(&root, &settings);
         Daemon {
             paths,
@@ -243,28 +245,61 @@ impl Daemon {
 
     /// One pass over every knob, with its events. Returns the status line.
     fn tick(&mut self) -> String {
+        let now = Instant::now();
+        let held: Vec<bool> = self
+            .memory
+            .iter()
+            .map(|m| !m.contest.may_repair(now))
+            .collect();
         let reports = enforce::pass(
             &self.settings,
             &self.paths,
             self.settings.repair,
             &self.boots,
+            &held,
         );
         for ((r, mem), path) in reports
             .iter()
             .zip(self.memory.iter_mut())
             .zip(self.paths.iter_mut())
         {
-            // A file that could not be read may be back (a module loaded, a mount fixed).
-            if r.observed.is_err() {
+            // An open file that failed: find it again once (it may have been replaced).
+            // A knob that cannot be found is looked for again at the periodic recheck.
+            if r.observed.is_err() && path.is_ok() {
                 *path = r.knob.resolve(&self.root);
             }
-            if let Some(event) = event_for(r, &mem.seen) {
-                event.emit();
+            let observed = r.observed.as_deref().unwrap_or("");
+            let repaired = matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh;
+            // While a fight is on, the knob's own events are silent: one line said it all.
+            if !mem.contest.fighting() {
+                if let Some(event) = event_for(r, &mem.seen) {
+                    event.emit();
+                }
             }
-            if matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh {
+            if repaired {
                 self.repairs += 1;
                 mem.counters.repairs += 1;
                 mem.counters.last_repair = Some(std::time::SystemTime::now());
+                if let Some(started) = mem.contest.repaired(now, observed) {
+                    fight_started(&self.root, r.knob, &started, self.settings.interval);
+                }
+            } else if r.status() == Status::Drift && r.repair.is_none() {
+                mem.contest.held(observed);
+            } else if matches!(r.status(), Status::Ok | Status::BootDrift) {
+                if let Some(ended) = mem.contest.in_spec(now) {
+                    Event::new(
+                        EventKind::BackInSpec,
+                        format!(
+                            "{}: no longer contested after {} repairs in {:?}; back to the normal interval",
+                            r.knob.name(),
+                            ended.repairs,
+                            Duration::from_secs(ended.lasted.as_secs())
+                        ),
+                    )
+                    .field("KNOB", r.knob.name())
+                    .field("EXPECTED", r.knob.desired())
+                    .emit();
+                }
             }
             mem.seen = seen_after(r);
         }
@@ -272,7 +307,8 @@ impl Daemon {
             let counters: Vec<Counters> = self.memory.iter().map(|m| m.counters).collect();
             metrics::render(&reports, &counters)
         });
-        let status = status_line(&reports, self.repairs, self.settings.repair);
+        let contested = self.memory.iter().filter(|m| m.contest.fighting()).count();
+        let status = status_line(&reports, self.repairs, self.settings.repair, contested);
         drop(reports);
         if let Some(content) = metrics {
             self.write_metrics(content);
@@ -323,7 +359,7 @@ impl Daemon {
                 )
                 .field("CONFIG", &new.source)
                 .emit();
-                self.memory = fresh_memory(&new, &self.memory);
+                self.memory = fresh_memory(&new, &self.memory, Some(self.settings.interval));
                 self.settings = new;
                 self.paths = enforce::resolve(&self.root, &self.settings);
                 self.sysctl_d();
@@ -347,19 +383,30 @@ impl Daemon {
 }
 
 /// Memory for `settings`' knobs, keeping what was known about knobs that did not change.
-fn fresh_memory(settings: &Settings, old: &[Memory]) -> Vec<Memory> {
+fn fresh_memory(
+    settings: &Settings,
+    old: &[Memory],
+    old_interval: Option<Duration>,
+) -> Vec<Memory> {
     settings
         .knobs
         .iter()
         .map(|k| {
             let id = knob_id(k);
-            let (seen, counters) = old
-                .iter()
-                .find(|m| m.id == id)
-                .map_or((Seen::Fresh, Counters::default()), |m| {
-                    (m.seen.clone(), m.counters)
-                });
-            Memory { id, seen, counters }
+            let kept = old.iter().find(|m| m.id == id);
+            let (seen, counters) = kept.map_or((Seen::Fresh, Counters::default()), |m| {
+                (m.seen.clone(), m.counters)
+            });
+            // A reload keeps a fight going (same knob and value, same interval).
+            let contest = kept
+                .filter(|_| old_interval == Some(settings.interval))
+                .map_or_else(|| Contest::new(settings.interval), |m| m.contest.clone());
+            Memory {
+                id,
+                seen,
+                counters,
+                contest,
+            }
         })
         .collect()
 }
@@ -429,8 +476,41 @@ fn event_for(r: &KnobReport, seen: &Seen) -> Option<Event> {
     Some(event)
 }
 
+/// Say once that something keeps setting `knob` back, and who might be doing it.
+fn fight_started(root: &Root, knob: &Knob, started: &fight::Started, interval: Duration) {
+    let culprits = fight::culprits(root);
+    let who = if culprits.is_empty() {
+        "no known tuner is running (look for a script or a cron job)".to_string()
+    } else {
+        format!("likely culprits: {}", culprits.join(", "))
+    };
+    Event::new(
+        EventKind::FightDetected,
+        format!(
+            "{}: something keeps setting it back (to {}; {} repairs in {:?}); {who}. Backing off: this knob is repaired at most every {:?} from now on, until it stays at {} for {:?}",
+            knob.name(),
+            started.values.join(", "),
+            started.repairs,
+            Duration::from_secs(started.over.as_secs()),
+            interval * fight::CAP,
+            knob.desired(),
+            interval * fight::CALM,
+        ),
+    )
+    .field("KNOB", knob.name())
+    .field("EXPECTED", knob.desired())
+    .field("OBSERVED", started.values.join(","))
+    .field("COUNT", started.repairs)
+    .emit();
+}
+
 /// The `STATUS=` line: short, and the same from tick to tick while nothing changes.
-fn status_line(reports: &[KnobReport], repairs: u64, repair_mode: bool) -> String {
+fn status_line(
+    reports: &[KnobReport],
+    repairs: u64,
+    repair_mode: bool,
+    contested: usize,
+) -> String {
     let total = reports.len();
     let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
     let ok = count(Status::Ok) + count(Status::BootDrift);
@@ -450,6 +530,9 @@ fn status_line(reports: &[KnobReport], repairs: u64, repair_mode: bool) -> Strin
         if n > 0 {
             line.push_str(&format!(", {n} {what}"));
         }
+    }
+    if contested > 0 {
+        line.push_str(&format!(", {contested} contested (backing off)"));
     }
     if repair_mode {
         line.push_str(&format!(", {repairs} repairs since start"));

@@ -135,12 +135,14 @@ pub fn boots(settings: &Settings, table: &Table) -> Boots {
 
 /// Read every knob, in order; when `repair`, write each drifted one and verify it. Knobs are
 /// handled one after another so a failing knob never stops the others. `paths` comes from
-/// [`resolve`]; `boots` from [`boots`] when the drop-in is managed (empty otherwise).
+/// [`resolve`]; `boots` from [`boots`] when the drop-in is managed (empty otherwise); a knob
+/// whose `held` entry is true is read but not written this time (a fight, see `fight`).
 pub fn pass<'a>(
     settings: &'a Settings,
     paths: &[Result<Resolved, KnobError>],
     repair: bool,
     boots: &'a [Option<Boot>],
+    held: &[bool],
 ) -> Vec<KnobReport<'a>> {
     settings
         .knobs
@@ -152,8 +154,9 @@ pub fn pass<'a>(
                 Ok(at) => knob.read(at),
                 Err(e) => Err(e.clone()),
             };
+            let write = repair && !held.get(i).copied().unwrap_or(false);
             let repair = match path {
-                Ok(at) if repair && judge(knob, &observed) == Status::Drift => Some(knob.write(at)),
+                Ok(at) if write && judge(knob, &observed) == Status::Drift => Some(knob.write(at)),
                 _ => None,
             };
             let boot = boots.get(i).and_then(Option::as_ref);
@@ -245,14 +248,14 @@ mod tests {
 ",
         );
 
-        let r = pass(&knobs, &resolve(&root, &knobs), false, &[]);
+        let r = pass(&knobs, &resolve(&root, &knobs), false, &[], &[]);
         assert_eq!(r[0].status(), Status::Drift);
         assert_eq!(r[0].current(), Some("0"));
         assert!(r[0].repair.is_none());
         assert_eq!(r[1].status(), Status::Absent);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n");
 
-        let r = pass(&knobs, &resolve(&root, &knobs), true, &[]);
+        let r = pass(&knobs, &resolve(&root, &knobs), true, &[], &[]);
         assert_eq!(r[0].status(), Status::Ok);
         assert_eq!(r[0].observed.as_deref(), Ok("0"));
         assert_eq!(r[1].status(), Status::Absent);
@@ -271,7 +274,7 @@ mod tests {
         // Right now, but nothing persists it: boot-drift.
         let table = Table::read(&root);
         assert_eq!(
-            pass(&s, &resolve(&root, &s), false, &boots(&s, &table))[0].status(),
+            pass(&s, &resolve(&root, &s), false, &boots(&s, &table), &[])[0].status(),
             Status::BootDrift
         );
 
@@ -285,7 +288,7 @@ mod tests {
         assert!(matches!(d.wrote, Some(Ok(true))), "{d:?}");
         let table = Table::read(&root);
         assert_eq!(
-            pass(&s, &resolve(&root, &s), false, &boots(&s, &table))[0].status(),
+            pass(&s, &resolve(&root, &s), false, &boots(&s, &table), &[])[0].status(),
             Status::Ok
         );
         assert!(persist(&root, &s, true).unwrap().wrote.is_none());
@@ -298,7 +301,7 @@ mod tests {
         .unwrap();
         let table = Table::read(&root);
         let b = boots(&s, &table);
-        let r = pass(&s, &resolve(&root, &s), false, &b);
+        let r = pass(&s, &resolve(&root, &s), false, &b, &[]);
         assert_eq!(r[0].status(), Status::BootDrift);
         let boot = r[0].boot.as_ref().unwrap();
         assert_eq!(boot.overrides.len(), 1);

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod enforce;
+pub mod fight;
 pub mod knob;
 pub mod metrics;
 pub mod report;

@@ -189,7 +189,7 @@ fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
     let boots = table
         .map(|t| enforce::boots(settings, &t))
         .unwrap_or_default();
-    let reports = enforce::pass(settings, &paths, false, &boots);
+    let reports = enforce::pass(settings, &paths, false, &boots, &[]);
     if json {
         println!("{}", to_json(root, settings, &reports, dropin.as_ref()));
     } else {
@@ -213,7 +213,7 @@ fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
     let boots = table
         .map(|t| enforce::boots(&settings, &t))
         .unwrap_or_default();
-    let reports = enforce::pass(&settings, &paths, true, &boots);
+    let reports = enforce::pass(&settings, &paths, true, &boots, &[]);
     for r in &reports {
         let k = r.knob;
         match (&r.repair, r.error()) {

@@ -35,7 +35,10 @@ pub enum EventKind {
     DropinWritten,
     /// A file sits at the drop-in's path without forksafe's header; left alone.
     DropinForeign,
-    /// A knob that was failing or drifting is in spec again, or an override is gone.
+    /// Something keeps setting a knob back; forksafe backs off that knob.
+    FightDetected,
+    /// A knob that was failing, drifting or fought over is in spec again, or an override
+    /// is gone.
     BackInSpec,
 }
 
@@ -53,6 +56,7 @@ impl EventKind {
             EventKind::BootOverride => "a9581c4f941e40d19fcb2e72f96de47e",
             EventKind::DropinWritten => "c369b56c4f4c4615ae61888dc110721c",
             EventKind::DropinForeign => "9e676a0337a440559ee0182e5519111b",
+            EventKind::FightDetected => "3a69a71df52941a586f35b12362f6799",
             EventKind::BackInSpec => "b60bd663bb304d83919a830e837a028f",
         }
     }
@@ -67,7 +71,8 @@ impl EventKind {
             EventKind::DriftDetected
             | EventKind::KnobAbsent
             | EventKind::BootOverride
-            | EventKind::DropinForeign => Level::Warn,
+            | EventKind::DropinForeign
+            | EventKind::FightDetected => Level::Warn,
             EventKind::RepairFailed | EventKind::ConfigRejected => Level::Error,
         }
     }

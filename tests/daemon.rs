@@ -480,3 +480,119 @@ fn metrics_textfile_follows_the_knobs() {
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
 }
+
+/// Write the wrong value `per_second` times a second until `stop` is set.
+fn flipper(
+    path: std::path::PathBuf,
+    per_second: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut writes = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::fs::write(&path, "0\n").unwrap();
+            writes += 1;
+            std::thread::sleep(std::time::Duration::from_millis(1000 / per_second));
+        }
+        writes
+    })
+}
+
+/// Lines of the log that mention the knob, after the first `skip` lines.
+fn knob_lines(log: &str, skip: usize) -> Vec<&str> {
+    log.lines()
+        .skip(skip)
+        .filter(|l| l.contains("vm.overcommit_memory"))
+        .collect()
+}
+
+/// A neighbour that fights: detected once, named, backed off, and over when it stops.
+/// Scaled: at a 100 ms interval the rules (in intervals) play out in seconds.
+#[test]
+fn a_fight_is_reported_once_backed_off_and_ends() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "100ms"));
+    // A tuner in the tree's /proc, as the culprit scan reads it.
+    tree.write("proc/777/comm", "tuned\n");
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let before = d.log().lines().count();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = flipper(tree.path(OVERCOMMIT), 100, Arc::clone(&stop));
+    d.wait_message("contested (backing off)");
+    std::thread::sleep(std::time::Duration::from_secs(6)); // 60 intervals of fighting
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    wait_for("the fight to end", || {
+        d.log().contains("no longer contested")
+    });
+    assert_eq!(tree.read(OVERCOMMIT), "1\n");
+
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let lines = knob_lines(&log, before);
+    assert!(
+        lines.len() <= 10,
+        "{writes} wrong writes gave {} lines:\n{log}",
+        lines.len()
+    );
+    assert_eq!(count(&log, "something keeps setting it back"), 1, "{log}");
+    assert!(log.contains("likely culprits: tuned (pid 777)"), "{log}");
+    assert_eq!(count(&log, "no longer contested"), 1, "{log}");
+}
+
+/// The target, literally: a flipper writing the wrong value 100 times a second for
+/// 60 s at the default 1 s interval gives at most 10 log lines, and little CPU.
+#[test]
+fn a_flipper_at_100_per_second_for_60_s_gives_at_most_10_lines() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1s"));
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let before = d.log().lines().count();
+    let cpu = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let cpu_before = cpu(d.pid());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = flipper(tree.path(OVERCOMMIT), 100, Arc::clone(&stop));
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    let cpu_ns = cpu(d.pid()) - cpu_before;
+
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let lines = knob_lines(&log, before);
+    assert!(writes > 3000, "the flipper only wrote {writes} times");
+    assert!(
+        lines.len() <= 10,
+        "{writes} wrong writes gave {} lines:\n{log}",
+        lines.len()
+    );
+    assert_eq!(count(&log, "something keeps setting it back"), 1, "{log}");
+    // Small: a generous bound (a second of CPU for a minute), not a timing measurement.
+    assert!(
+        cpu_ns < 1_000_000_000,
+        "{cpu_ns} ns of CPU during the fight"
+    );
+    eprintln!(
+        "fight: {writes} wrong writes, {} log lines, {:.1} ms CPU",
+        lines.len(),
+        cpu_ns as f64 / 1e6
+    );
+}
