@@ -125,6 +125,11 @@ impl Tree {
     }
 }
 
+/// How often `needle` occurs in `log`.
+pub fn count(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
