@@ -182,13 +182,23 @@ fn all_ok(reports: &[KnobReport], dropin: Option<&DropinReport>) -> bool {
     reports.iter().all(|r| r.status() == Status::Ok) && dropin.is_none_or(DropinReport::is_current)
 }
 
+/// What `check` and `apply` prepare before their pass: the drop-in (looked at, or written
+/// when `write`), then the boot values as sysctl.d now says, and every knob's file.
+fn prepare(
+    root: &Root,
+    settings: &Settings,
+    write: bool,
+) -> (Option<DropinReport>, enforce::Boots, enforce::Paths) {
+    let dropin = enforce::persist(root, settings, write);
+    let boots = match dropin {
+        Some(_) => enforce::boots(settings, &Table::read(root)),
+        None => Vec::new(),
+    };
+    (dropin, boots, enforce::resolve(root, settings))
+}
+
 fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
-    let dropin = enforce::persist(root, settings, false);
-    let table = dropin.as_ref().map(|_| Table::read(root));
-    let paths = enforce::resolve(root, settings);
-    let boots = table
-        .map(|t| enforce::boots(settings, &t))
-        .unwrap_or_default();
+    let (dropin, boots, paths) = prepare(root, settings, false);
     let reports = enforce::pass(settings, &paths, false, &boots, &[]);
     if json {
         println!("{}", to_json(root, settings, &reports, dropin.as_ref()));
@@ -207,12 +217,7 @@ fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
     if no_persist {
         settings.dropin = None;
     }
-    let dropin = enforce::persist(root, &settings, true);
-    let table = dropin.as_ref().map(|_| Table::read(root));
-    let paths = enforce::resolve(root, &settings);
-    let boots = table
-        .map(|t| enforce::boots(&settings, &t))
-        .unwrap_or_default();
+    let (dropin, boots, paths) = prepare(root, &settings, true);
     let reports = enforce::pass(&settings, &paths, true, &boots, &[]);
     for r in &reports {
         let k = r.knob;

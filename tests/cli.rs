@@ -197,7 +197,7 @@ fn apply_reports_each_change() {
 /// the error says what is likely going on, and the exit code says something is not set.
 #[test]
 fn apply_with_a_read_only_knob() {
-    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+    if !can_unshare() {
         eprintln!(
             "SKIPPED apply_with_a_read_only_knob: needs root and unshare(1) for a private read-only bind mount"
         );
@@ -210,10 +210,7 @@ fn apply_with_a_read_only_knob() {
         vm = vm.display(),
         root = tree.root().display()
     );
-    let o = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .unwrap();
+    let o = in_mount_namespace(&script);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("Read-only file system"), "{err}");
@@ -222,8 +219,6 @@ fn apply_with_a_read_only_knob() {
     assert_eq!(tree.read(&format!("{THP}/enabled")), "never\n");
     assert_eq!(tree.read(&format!("{THP}/defrag")), "never\n");
 }
-
-use std::process::Command;
 
 /// A sysfs knob that is a symlink out of /sys is never written.
 #[test]

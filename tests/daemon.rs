@@ -234,12 +234,7 @@ fn a_kernel_without_thp_is_warned_once() {
 /// daemon says so once, keeps running and keeps the other knobs enforced.
 #[test]
 fn a_read_only_knob_does_not_stop_the_others() {
-    if !is_root()
-        || std::process::Command::new("unshare")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
+    if !can_unshare() {
         eprintln!("SKIPPED a_read_only_knob_does_not_stop_the_others: needs root and unshare(1)");
         return;
     }

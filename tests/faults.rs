@@ -28,10 +28,6 @@ fn needs(what: &str, ok: bool) -> bool {
     ok
 }
 
-fn have_unshare() -> bool {
-    is_root() && Command::new("unshare").arg("--version").output().is_ok()
-}
-
 /// Running as root, a config that someone else could change is refused, at start with exit
 /// 2 and nothing written.
 #[test]
@@ -180,7 +176,7 @@ fn no_journald_socket_falls_back_to_stderr() {
 fn enospc_writing_the_dropin_keeps_the_old_file() {
     if !needs(
         "enospc_writing_the_dropin_keeps_the_old_file needs root and unshare(1)",
-        have_unshare(),
+        can_unshare(),
     ) {
         return;
     }
@@ -197,17 +193,7 @@ fn enospc_writing_the_dropin_keeps_the_old_file() {
         old = old.replace('\n', "\\n"),
         root = tree.root().display()
     );
-    let o = Command::new("unshare")
-        .args([
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script.replace("set -e; ", ""),
-        ])
-        .output()
-        .unwrap();
+    let o = in_mount_namespace(&script.replace("set -e; ", ""));
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(out.contains("exit=1"), "{out}{err}");
     assert!(err.contains("No space left on device"), "{err}");
@@ -226,7 +212,7 @@ fn enospc_writing_the_dropin_keeps_the_old_file() {
 fn a_write_that_reads_back_different_is_an_error() {
     if !needs(
         "a_write_that_reads_back_different_is_an_error needs root and unshare(1)",
-        have_unshare(),
+        can_unshare(),
     ) {
         return;
     }
@@ -237,10 +223,7 @@ fn a_write_that_reads_back_different_is_an_error() {
         knob = knob.display(),
         root = tree.root().display()
     );
-    let o = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .unwrap();
+    let o = in_mount_namespace(&script);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("wrote but could not verify"), "{err}");

@@ -126,6 +126,21 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// (file, line) of each assignment in a JSON list.
+fn places(list: &Value) -> Vec<(String, u64)> {
+    let file_line = |o: &Value| {
+        (
+            o["file"].as_str().unwrap().to_string(),
+            o["line"].as_u64().unwrap(),
+        )
+    };
+    list.as_array().unwrap().iter().map(file_line).collect()
+}
+
+fn owned(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
+    expected.iter().map(|(f, l)| (f.to_string(), *l)).collect()
+}
+
 #[test]
 fn sysctl_d_rules() {
     for c in CASES {
@@ -153,40 +168,12 @@ fn sysctl_d_rules() {
             }
             None => assert_eq!(k["boot"], Value::Null, "{ctx}"),
         }
-        let got: Vec<(String, u64)> = k["overrides"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| {
-                (
-                    o["file"].as_str().unwrap().to_string(),
-                    o["line"].as_u64().unwrap(),
-                )
-            })
-            .collect();
-        let want: Vec<(String, u64)> = c
-            .overrides
-            .iter()
-            .map(|(f, l)| (f.to_string(), *l))
-            .collect();
-        assert_eq!(got, want, "{ctx}");
-        let got: Vec<(String, u64)> = k["shadowed"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| {
-                (
-                    o["file"].as_str().unwrap().to_string(),
-                    o["line"].as_u64().unwrap(),
-                )
-            })
-            .collect();
-        let want: Vec<(String, u64)> = c
-            .shadowed
-            .iter()
-            .map(|(f, l)| (f.to_string(), *l))
-            .collect();
-        assert_eq!(got, want, "shadowed: {ctx}");
+        assert_eq!(
+            places(&k["overrides"]),
+            owned(c.overrides),
+            "overrides: {ctx}"
+        );
+        assert_eq!(places(&k["shadowed"]), owned(c.shadowed), "shadowed: {ctx}");
         assert_eq!(v["dropin"]["status"], c.dropin, "{ctx}");
         // The table says the same in words.
         let human = text(&tree.run(&["check"]).stdout);

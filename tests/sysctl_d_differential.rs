@@ -13,7 +13,7 @@
 )]
 
 mod common;
-use common::is_root;
+use common::{in_mount_namespace, is_root};
 use forksafe::root::Root;
 use forksafe::sysctl_d::Table;
 use std::fmt::Write as _;
@@ -223,10 +223,7 @@ done
         work = work.path().display(),
         dirs = DIRS.join(" "),
     );
-    let o = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .unwrap();
+    let o = in_mount_namespace(&script);
     assert!(
         o.status.success(),
         "namespace script failed: {}",

@@ -257,6 +257,19 @@ impl Drop for Daemon {
     }
 }
 
+/// Whether private mount namespaces can be made here (root and unshare(1)).
+pub fn can_unshare() -> bool {
+    is_root() && Command::new("unshare").arg("--version").output().is_ok()
+}
+
+/// Run `script` with sh in a private mount namespace: its mounts vanish with it.
+pub fn in_mount_namespace(script: &str) -> Output {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .output()
+        .unwrap()
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

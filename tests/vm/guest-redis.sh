@@ -10,26 +10,8 @@
 #           measure copy-on-write again; doctor is clean.
 set -u
 
-R=/dev/ttyS1
-STATE=/var/lib/forksafe-vmtest
-OUT=/payload/out
-mkdir -p "$STATE" "$OUT"
-boot=$(( $(cat "$STATE/boot" 2>/dev/null || echo 0) + 1 ))
-echo "$boot" >"$STATE/boot"
-THP=/sys/kernel/mm/transparent_hugepage
+. /payload/guest-lib.sh
 
-say() { printf '%s\n' "$*" >"$R"; printf '%s\n' "$*"; }
-check() {
-    n=$1 what=$2
-    shift 2
-    if "$@" >"$OUT/last-check.log" 2>&1; then
-        say "PASS $n $what"
-    else
-        say "FAIL $n $what"
-        sed 's/^/    | /' "$OUT/last-check.log" | tail -n 20 >"$R"
-    fi
-}
-sel() { sed 's/.*\[\(.*\)\].*/\1/' "$1"; }
 rcli() { redis-cli "$@" 2>&1; }
 info() { rcli INFO persistence | tr -d '\r' | sed -n "s/^$1://p"; }
 wait_save() { # until no background save runs (at most 5 minutes under TCG)
@@ -53,18 +35,10 @@ cow_run() {
     wait_save
     echo "status=$(info rdb_last_bgsave_status) cow=$(info rdb_last_cow_size)"
 }
-finish() {
-    journalctl -b --no-pager >"$OUT/redis-journal-boot$boot.txt" 2>&1
+collect() {
     cp /var/log/redis/redis-server.log "$OUT/redis-server-boot$boot.log" 2>/dev/null
-    say "END boot $boot"
-    [ "$1" = poweroff ] && say "DONE"
-    sync
-    umount /payload
-    systemctl "$1"
-    exit 0
 }
 
-systemctl is-system-running --wait >/dev/null 2>&1
 say "INFO redis scenario, boot $boot: $(uname -r), $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo) MiB RAM, THP $(sel $THP/enabled)"
 
 if [ "$boot" = 1 ]; then

@@ -4,32 +4,9 @@
 # Every check prints "PASS n what" or "FAIL n what" to the second serial port.
 set -u
 
-R=/dev/ttyS1
-STATE=/var/lib/forksafe-vmtest
-OUT=/payload/out
-mkdir -p "$STATE" "$OUT"
-boot=$(( $(cat "$STATE/boot" 2>/dev/null || echo 0) + 1 ))
-echo "$boot" >"$STATE/boot"
+. /payload/guest-lib.sh
 
 DROPIN=/etc/sysctl.d/99-zz-forksafe.conf
-THP=/sys/kernel/mm/transparent_hugepage
-
-say() { printf '%s\n' "$*" >"$R"; printf '%s\n' "$*"; }
-
-# check N WHAT COMMAND...: PASS when COMMAND succeeds; on FAIL its output follows.
-check() {
-    n=$1 what=$2
-    shift 2
-    if "$@" >"$OUT/last-check.log" 2>&1; then
-        say "PASS $n $what"
-    else
-        say "FAIL $n $what"
-        sed 's/^/    | /' "$OUT/last-check.log" | tail -n 20 >"$R"
-    fi
-}
-
-# The kernel's choice format "always madvise [never]" -> "never".
-sel() { sed 's/.*\[\(.*\)\].*/\1/' "$1"; }
 knobs() { echo "$(cat /proc/sys/vm/overcommit_memory) $(sel $THP/enabled) $(sel $THP/defrag)"; }
 is_value() { [ "$(sel "$1")" = "$2" ]; }
 knobs_are() { [ "$(knobs)" = "$1" ] || { echo "knobs are '$(knobs)', expected '$1'"; return 1; }; }
@@ -50,18 +27,10 @@ journal_has() { # journal_has FIELD=VALUE...: a forksafe entry of this boot matc
     [ -n "$(journalctl -b -u forksafe.service -o cat "$@" 2>/dev/null)" ]
 }
 
-finish() {
-    journalctl -b --no-pager >"$OUT/journal-boot$boot.txt" 2>&1
+collect() {
     journalctl -b -u forksafe.service -o json --no-pager >"$OUT/forksafe-boot$boot.json" 2>&1
-    say "END boot $boot"
-    [ "$1" = poweroff ] && say "DONE"
-    sync
-    umount /payload
-    systemctl "$1"
-    exit 0
 }
 
-systemctl is-system-running --wait >/dev/null 2>&1
 say "INFO boot $boot: $(uname -r), systemd $(systemctl --version | head -n1 | cut -d' ' -f2)"
 
 if [ "$boot" = 1 ]; then
@@ -163,6 +132,14 @@ check 7 "systemd-analyze security scores at most 1.0 (${score:-?})" \
 
 # Room for more scenarios (the Redis acceptance test) before the purge.
 if [ -f /payload/guest-extra.sh ]; then . /payload/guest-extra.sh; fi
+
+# ---------------------------------------------------------------- upgrade
+# Installing the package again (as an upgrade does) restarts the daemon and keeps it on.
+pid_before=$(systemctl show -p MainPID --value forksafe.service)
+check 1 "dpkg -i again (upgrade) succeeds" dpkg -i /payload/forksafe.deb
+pid_after=$(systemctl show -p MainPID --value forksafe.service)
+check 1 "the upgrade restarted the daemon (MainPID $pid_before -> $pid_after) and it is active" \
+    sh -c "[ '$pid_before' != '$pid_after' ] && [ \"\$(systemctl is-active forksafe.service)\" = active ]"
 
 # ---------------------------------------------------------------- 8: purge
 check 8 "apt-get purge forksafe" apt-get purge -y forksafe
