@@ -133,6 +133,17 @@ const CASES: &[(&str, i32, &[Expect])] = &[
             "at least 2 x the dataset",
         )],
     ),
+    (
+        // cgroup v1 (a container): the memory controller's limit_in_bytes.
+        "37-doctor-cgroup-v1",
+        1,
+        &[(
+            "cgroup-limit:4242",
+            "fail",
+            "2048 MiB (/sys/fs/cgroup/memory/docker/abc123/memory.limit_in_bytes) is below 2 x RSS",
+            "at least 2 x the dataset",
+        )],
+    ),
     // No swap is a warning: still fork-safe, exit 0.
     (
         "36-doctor-no-swap",
