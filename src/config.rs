@@ -190,6 +190,15 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 impl Settings {
+    /// "repair mode" or "audit mode", for the log.
+    pub fn mode_name(&self) -> &'static str {
+        if self.repair {
+            "repair mode"
+        } else {
+            "audit mode"
+        }
+    }
+
     /// Parse and validate `text`, which came from `source`.
     pub fn parse(text: &str, source: Source) -> Result<Settings, ConfigError> {
         let err = |line: Option<usize>, message: String| ConfigError {

@@ -9,9 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -270,9 +268,10 @@ impl Daemon {
             }
             let observed = r.observed.as_deref().unwrap_or("");
             let repaired = matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh;
+            let now_seen = seen_after(r);
             // While a fight is on, the knob's own events are silent: one line said it all.
             if !mem.contest.fighting() {
-                if let Some(event) = event_for(r, &mem.seen) {
+                if let Some(event) = event_for(r, &mem.seen, &now_seen) {
                     event.emit();
                 }
             }
@@ -301,7 +300,7 @@ impl Daemon {
                     .emit();
                 }
             }
-            mem.seen = seen_after(r);
+            mem.seen = now_seen;
         }
         let metrics = self.settings.textfile.as_ref().map(|_| {
             let counters: Vec<Counters> = self.memory.iter().map(|m| m.counters).collect();
@@ -350,11 +349,7 @@ impl Daemon {
                         new.source,
                         new.knobs.len(),
                         new.interval,
-                        if new.repair {
-                            "repair mode"
-                        } else {
-                            "audit mode"
-                        }
+                        new.mode_name()
                     ),
                 )
                 .field("CONFIG", &new.source)
@@ -420,11 +415,11 @@ fn seen_after(r: &KnobReport) -> Seen {
     }
 }
 
-/// The event (if any) that a pass's result for one knob deserves, given what was last said.
-fn event_for(r: &KnobReport, seen: &Seen) -> Option<Event> {
+/// The event (if any) that a pass's result for one knob deserves, given what was last said
+/// (`seen`) and what holds now (`now`, from [`seen_after`]).
+fn event_for(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Event> {
     let k = r.knob;
-    let now = seen_after(r);
-    if &now == seen && !matches!(r.repair, Some(Ok(()))) {
+    if now == seen && !matches!(r.repair, Some(Ok(()))) {
         return None; // steady state: nothing new to say
     }
     let observed = match &r.observed {
@@ -655,11 +650,7 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
         settings.knobs.len(),
         settings.source,
         settings.interval,
-        if settings.repair {
-            "repair mode"
-        } else {
-            "audit mode"
-        }
+        settings.mode_name()
     );
     let mut d = Daemon::new(root, config.map(Path::to_path_buf), settings);
     d.sysctl_d();

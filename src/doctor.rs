@@ -127,36 +127,24 @@ struct Db {
     cgroup: String,
 }
 
-fn databases(r: &Reader) -> Vec<Db> {
-    let Some(proc_dir) = r.0.join("proc") else {
-        return Vec::new();
-    };
-    let Ok(entries) = fs::read_dir(proc_dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Db> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let name = r.read(&format!("proc/{pid}/comm"))?.trim().to_string();
-            if !DATABASES.contains(&name.as_str()) {
-                return None;
-            }
+fn databases(r: &Reader, processes: &[(u32, String)]) -> Vec<Db> {
+    processes
+        .iter()
+        .filter(|(_, name)| DATABASES.contains(&name.as_str()))
+        .map(|(pid, name)| {
             let rollup = r
                 .read(&format!("proc/{pid}/smaps_rollup"))
                 .unwrap_or_default();
-            Some(Db {
-                pid,
-                name,
+            Db {
+                pid: *pid,
+                name: name.clone(),
                 status: r.read(&format!("proc/{pid}/status")).unwrap_or_default(),
                 rss_kib: field(&rollup, "Rss").unwrap_or(0),
                 anon_huge_kib: field(&rollup, "AnonHugePages").unwrap_or(0),
                 cgroup: r.read(&format!("proc/{pid}/cgroup")).unwrap_or_default(),
-            })
+            }
         })
-        .collect();
-    out.sort_by_key(|d| d.pid);
-    out
+        .collect()
 }
 
 /// The memory limit of the process's cgroup in kB, `None` when unlimited or unknown.
@@ -259,7 +247,9 @@ pub fn diagnose(root: &Root, settings: &Settings) -> Vec<Check> {
     out.push(per_size(&r, enabled.as_deref()));
     out.push(cmdline(&r));
 
-    let daemon = daemon_state(&r);
+    // One look at /proc serves the database checks and the daemon check.
+    let processes = root.processes();
+    let daemon = daemon_state(&r, &processes);
     // persistence
     out.push(persistence(root, settings, daemon.1));
 
@@ -280,7 +270,7 @@ pub fn diagnose(root: &Root, settings: &Settings) -> Vec<Check> {
         )
     });
 
-    for db in databases(&r) {
+    for db in databases(&r, &processes) {
         out.extend(process_checks(
             &r,
             &db,
@@ -372,7 +362,7 @@ fn cmdline(r: &Reader) -> Check {
 }
 
 /// Whether the forksafe unit is installed and whether its daemon runs.
-fn daemon_state(r: &Reader) -> (bool, bool) {
+fn daemon_state(r: &Reader, processes: &[(u32, String)]) -> (bool, bool) {
     let installed = [
         "usr/lib/systemd/system/forksafe.service",
         "lib/systemd/system/forksafe.service",
@@ -380,19 +370,11 @@ fn daemon_state(r: &Reader) -> (bool, bool) {
     ]
     .iter()
     .any(|p| r.0.join(p).is_some_and(|p| p.exists()));
-    let running =
-        r.0.join("proc")
-            .and_then(|p| fs::read_dir(p).ok())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .any(|pid| {
-                r.read(&format!("proc/{pid}/comm"))
-                    .is_some_and(|c| c.trim() == "forksafe")
-                    && r.read(&format!("proc/{pid}/cmdline"))
-                        .is_some_and(|c| c.split('\0').any(|a| a == "run"))
-            });
+    let running = processes.iter().any(|(pid, name)| {
+        name == "forksafe"
+            && r.read(&format!("proc/{pid}/cmdline"))
+                .is_some_and(|c| c.split('\0').any(|a| a == "run"))
+    });
     (installed, running)
 }
 

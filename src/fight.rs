@@ -10,7 +10,6 @@
 //! - it is over once the knob stayed in spec for [`CALM`] intervals.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs;
 use std::time::{Duration, Instant};
 
 use crate::root::Root;
@@ -200,24 +199,9 @@ impl Contest {
 
 /// Running processes whose name is a known tuner: `name (pid N)`, read under the root.
 pub fn culprits(root: &Root) -> Vec<String> {
-    let Some(proc_dir) = root.join("proc") else {
-        return Vec::new();
-    };
-    let Ok(entries) = fs::read_dir(proc_dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(u32, String)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let comm = fs::read_to_string(e.path().join("comm")).ok()?;
-            let comm = comm.trim();
-            TUNERS.contains(&comm).then(|| (pid, comm.to_string()))
-        })
-        .collect();
-    found.sort();
-    found
+    root.processes()
         .into_iter()
+        .filter(|(_, name)| TUNERS.contains(&name.as_str()))
         .map(|(pid, name)| format!("{name} (pid {pid})"))
         .collect()
 }

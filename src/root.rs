@@ -22,11 +22,6 @@ impl Root {
         &self.0
     }
 
-    /// Whether this is the real system root.
-    pub fn is_system(&self) -> bool {
-        self.0 == Path::new("/")
-    }
-
     /// `rel` (a path relative to `/`, a leading `/` is allowed) under this root. `None` when
     /// `rel` has a `..` component or anything else that could climb out of the root.
     pub fn join(&self, rel: impl AsRef<Path>) -> Option<PathBuf> {
@@ -39,6 +34,23 @@ impl Root {
             }
         }
         Some(out)
+    }
+
+    /// The processes in `<root>/proc`: (pid, name as `/proc/PID/comm` gives it), by pid.
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        let Some(Ok(entries)) = self.join("proc").map(std::fs::read_dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(u32, String)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_str()?.parse().ok()?;
+                let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+                Some((pid, comm.trim().to_string()))
+            })
+            .collect();
+        found.sort();
+        found
     }
 
     /// Resolve `rel` under this root, following symlinks, and insist that the result lies
