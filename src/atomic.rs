@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::knob::{Cause, Op};
 use crate::root::Root;
 
 /// Why a file could not be written.
@@ -30,7 +31,8 @@ impl fmt::Display for WriteError {
             self.what,
             self.err
         )?;
-        if matches!(self.err.raw_os_error(), Some(30 | 13 | 1)) {
+        let errno = self.err.raw_os_error().unwrap_or(0);
+        if Cause::from_errno(errno, Op::Write, String::new()).is_not_permitted() {
             write!(f, " (read-only or not permitted: a container or sandbox?)")?;
         }
         Ok(())

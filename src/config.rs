@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,7 +12,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
+use crate::fsread;
 use crate::knob::{Kind, Knob};
+use crate::namespaces::Host;
 use crate::root::Root;
 
 /// The shipped default, compiled in and used when no config file exists.
@@ -24,6 +25,10 @@ pub const CONFIG_PATH: &str = "etc/forksafe/forksafe.toml";
 
 /// The default managed sysctl.d drop-in.
 pub const DEFAULT_DROPIN: &str = "/etc/sysctl.d/99-zz-forksafe.conf";
+
+/// The only directory the drop-in may live in: `/run/sysctl.d` is a tmpfs, and the others
+/// belong to packages.
+pub const DROPIN_DIR: &str = "/etc/sysctl.d";
 
 /// Where the running settings came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,8 +204,15 @@ impl Settings {
         }
     }
 
-    /// Parse and validate `text`, which came from `source`.
+    /// Parse and validate `text`, which came from `source`, for a host where forksafe shares
+    /// every namespace (see [`Settings::parse_for`]).
     pub fn parse(text: &str, source: Source) -> Result<Settings, ConfigError> {
+        Settings::parse_for(text, source, &Host::shared())
+    }
+
+    /// Parse and validate `text` for `host`: a per-namespace sysctl is refused when forksafe
+    /// does not share that namespace with the host.
+    pub fn parse_for(text: &str, source: Source, host: &Host) -> Result<Settings, ConfigError> {
         let err = |line: Option<usize>, message: String| ConfigError {
             source: source.clone(),
             line,
@@ -230,6 +242,11 @@ impl Settings {
                     RawValue::Table(_) => continue, // flatten() never yields tables
                 };
                 let knob = Knob::new(kind, &key, &value).map_err(|m| err(line, m))?;
+                if kind == Kind::Sysctl {
+                    if let Some(why) = host.refuse(knob.rel()) {
+                        return Err(err(line, format!("{}: {why}", knob.name())));
+                    }
+                }
                 let id = (kind, knob.rel().to_path_buf());
                 let this = line.unwrap_or(0);
                 if let Some(other) = seen.insert(id, this) {
@@ -279,7 +296,9 @@ impl Settings {
     }
 
     /// Load the settings: `config` when given (it must exist), else
-    /// `<root>/etc/forksafe/forksafe.toml`, else the compiled-in default.
+    /// `<root>/etc/forksafe/forksafe.toml`, else the compiled-in default. The file is read
+    /// through [`fsread::read_trusted`]: a FIFO, a device, a directory or a file over 1 MiB
+    /// at the path is refused at once, never waited on.
     pub fn load(root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
         let path = match config {
             Some(p) => p.to_path_buf(),
@@ -288,42 +307,45 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(CONFIG_PATH)),
         };
         let source = Source::File(path.clone());
-        let io_err = |e: std::io::Error, what: &str| ConfigError {
+        let refuse = |message: String| ConfigError {
             source: source.clone(),
             line: None,
-            message: format!("{what}: {e}"),
+            message,
         };
-        match std::fs::read(&path) {
+        match fsread::read_trusted(&path, fsread::CONFIG_LIMIT) {
             Ok(bytes) => {
-                check_trusted(&path).map_err(|m| ConfigError {
-                    source: source.clone(),
-                    line: None,
-                    message: m,
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    refuse(format!(
+                        "not valid UTF-8 (at byte {})",
+                        e.utf8_error().valid_up_to()
+                    ))
                 })?;
-                let text = String::from_utf8(bytes).map_err(|e| ConfigError {
-                    source: source.clone(),
-                    line: None,
-                    message: format!("not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()),
-                })?;
-                Settings::parse(&text, source)
+                Settings::parse_for(&text, source, &Host::detect(root))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.is_none() => {
-                Settings::parse(DEFAULT_CONFIG, Source::Builtin)
+            Err(e) if e.is_not_found() && config.is_none() => {
+                Settings::parse_for(DEFAULT_CONFIG, Source::Builtin, &Host::detect(root))
             }
-            Err(e) => Err(io_err(e, "cannot read the config file")),
+            Err(e @ fsread::ReadError::Untrusted(_)) => Err(refuse(e.to_string())),
+            Err(e) => Err(refuse(format!("cannot read the config file: {e}"))),
         }
     }
 }
 
 impl Settings {
-    /// Load again for a reload. Like [`Settings::load`], except that when the running
-    /// settings came from a file, that file vanishing is an error, not a quiet switch to the
-    /// compiled-in default: a deleted or half-replaced config keeps the last good one.
-    pub fn reload(&self, root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
+    /// Load again for a reload of settings that came from `running`. Like
+    /// [`Settings::load`], except that when the running settings came from a file, that
+    /// file vanishing is an error, not a quiet switch to the compiled-in default: a deleted
+    /// or half-replaced config keeps the last good one. The daemon and `forksafe reload`
+    /// (which checks before it signals) both judge a reload with this.
+    pub fn load_for_reload(
+        root: &Root,
+        config: Option<&Path>,
+        running: &Source,
+    ) -> Result<Settings, ConfigError> {
         let new = Settings::load(root, config)?;
-        match (&self.source, &new.source) {
+        match (running, &new.source) {
             (Source::File(path), Source::Builtin) => Err(ConfigError {
-                source: self.source.clone(),
+                source: running.clone(),
                 line: None,
                 message: format!(
                     "the config file is gone; restore {}, or restart forksafe to use the \
@@ -334,40 +356,11 @@ impl Settings {
             _ => Ok(new),
         }
     }
-}
 
-/// Running as root, a config anyone else can change is a way to root: refuse a file, or a
-/// directory holding it, that is not owned by root or is group- or world-writable.
-fn check_trusted(path: &Path) -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(());
+    /// [`Settings::load_for_reload`] for these (running) settings.
+    pub fn reload(&self, root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_for_reload(root, config, &self.source)
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    for (what, p) in [("file", path), ("directory", dir)] {
-        let md = std::fs::metadata(p).map_err(|e| format!("cannot stat {}: {e}", p.display()))?;
-        if md.uid() != 0 {
-            return Err(format!(
-                "the config {what} {} is owned by uid {}, not root; a root daemon must not \
-                 trust it. Fix: chown root:root {}",
-                p.display(),
-                md.uid(),
-                p.display()
-            ));
-        }
-        if md.mode() & 0o022 != 0 {
-            return Err(format!(
-                "the config {what} {} is group- or world-writable (mode {:o}); a root daemon \
-                 must not trust it. Fix: chmod go-w {}",
-                p.display(),
-                md.mode() & 0o7777,
-                p.display()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Join keys that TOML split at their dots (`vm.overcommit_memory = 1` is the table `vm`
@@ -388,18 +381,29 @@ fn flatten<'a>(prefix: &str, table: &'a KnobTable, out: &mut Vec<(String, &'a Sp
 
 fn validate_dropin(file: &str) -> Result<PathBuf, String> {
     let p = Path::new(file);
-    let ok_dir = ["/etc/sysctl.d", "/run/sysctl.d"]
-        .iter()
-        .any(|d| p.parent() == Some(Path::new(d)));
-    if !ok_dir {
+    if p.parent() != Some(Path::new(DROPIN_DIR)) {
+        let why = if p.starts_with("/run") {
+            " (/run is a tmpfs: a drop-in there is gone at the next boot, which is when it is needed)"
+        } else {
+            ""
+        };
         return Err(format!(
-            "[sysctl_d] file {file:?} must be directly in /etc/sysctl.d or /run/sysctl.d"
+            "[sysctl_d] file {file:?} must be directly in {DROPIN_DIR}, the one sysctl.d \
+             directory that survives a reboot{why}"
         ));
     }
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if !name.ends_with(".conf") || name.starts_with('.') || name.len() <= ".conf".len() {
         return Err(format!(
             "[sysctl_d] file {file:?} must be named *.conf, or systemd-sysctl ignores it"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+')))
+    {
+        return Err(format!(
+            "[sysctl_d] file {file:?} has the character {bad:?}; use A-Z a-z 0-9 . _ - @ +"
         ));
     }
     Ok(p.to_path_buf())
@@ -613,6 +617,30 @@ mod tests {
                 4,
                 "*.conf",
             ),
+            // Refused: /run is a tmpfs; the drop-in would be gone at the boot it is for.
+            (
+                "[sysctl]\n\"vm.overcommit_memory\" = 1\n[sysctl_d]\nfile = \"/run/sysctl.d/99-x.conf\"\n",
+                4,
+                "gone at the next boot",
+            ),
+            // Refused: a name the package scripts could not handle safely.
+            (
+                "[sysctl]\n\"vm.overcommit_memory\" = 1\n[sysctl_d]\nfile = \"/etc/sysctl.d/a b.conf\"\n",
+                4,
+                "character",
+            ),
+            // Refused: not a value the kernel prints back; it would be rewritten every tick.
+            (
+                "[sysctl]\n\"vm.overcommit_memory\" = \"+1\"\n",
+                2,
+                "canonical",
+            ),
+            (
+                "[sysctl]\n\"vm.overcommit_memory\" = \"01\"\n",
+                2,
+                "canonical",
+            ),
+            ("[sysctl]\n\"vm.swappiness\" = \"1e2\"\n", 2, "canonical"),
             // Refused: metrics node_exporter would never read, or a relative path.
             (
                 "[sysctl]\n\"vm.overcommit_memory\" = 1\n[report]\ntextfile = \"/var/lib/x/forksafe.txt\"\n",
@@ -662,10 +690,10 @@ mod tests {
         assert!(!s.repair);
         assert_eq!(s.dropin, None);
         let s = parse(&format!(
-            "{MIN}[sysctl_d]\nfile = \"/run/sysctl.d/50-mine.conf\"\n"
+            "{MIN}[sysctl_d]\nfile = \"/etc/sysctl.d/50-mine.conf\"\n"
         ))
         .unwrap();
-        assert_eq!(s.dropin, Some(PathBuf::from("/run/sysctl.d/50-mine.conf")));
+        assert_eq!(s.dropin, Some(PathBuf::from("/etc/sysctl.d/50-mine.conf")));
         assert_eq!(s.textfile, None);
         let s = parse(&format!(
             "{MIN}[report]\ntextfile = \"/var/lib/prometheus/node-exporter/forksafe.prom\"\n"

@@ -1,7 +1,10 @@
-//! The daemon (`forksafe run`): a thin shell of timers and signals around
-//! [`enforce::pass`]. Enforce, then `READY=1`; re-read every interval and repair; SIGHUP
-//! reloads (a bad config keeps the running one); SIGTERM/SIGINT stop. Steady state is
-//! silent: a knob is logged when its state changes, never once per tick.
+//! The daemon (`forksafe run`): a thin shell of timers, signals and inotify around
+//! [`enforce::step`]. Enforce, then `READY=1`; repair a knob the moment a write to its file
+//! raises an inotify event, and re-read every knob every interval anyway (a write through
+//! another mount of procfs or sysfs raises no event here, and a procfs inode can be dropped
+//! and looked up again, ending a watch); SIGHUP reloads (a bad config keeps the running
+//! one); SIGTERM/SIGINT stop. Steady state is silent: a knob is logged when its state
+//! changes, never once per tick.
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
@@ -9,27 +12,38 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::atomic;
 use crate::config::Settings;
-use crate::enforce::{self, DropinReport, KnobReport, Status};
-use crate::fight::{self, Contest};
+use crate::enforce::{self, DropinReport, KnobReport, Status, Stuck};
+use crate::fight::{self, Contest, Talk};
 use crate::knob::{Kind, Knob};
+use crate::legacy;
 use crate::metrics::{self, Counters};
 use crate::report::{Event, EventKind, Notifier};
 use crate::root::Root;
-use crate::sysctl_d::{self, DropinState, Table};
+use crate::state;
+use crate::sysctl_d::{self, DropinState};
 
-/// How often sysctl.d is re-read even without an inotify event (a directory that did not
-/// exist when the watches were set, an edit of /etc/sysctl.conf, a missed event), and knobs
-/// that could not be opened are looked for again. inotify reports changes at once; this is
-/// only the safety net, and it costs more than many ticks, so it runs once a minute.
-const SYSCTL_D_RECHECK: Duration = Duration::from_secs(60);
+/// How often the safety net runs even without an inotify event: sysctl.d is re-read (a
+/// directory that did not exist when the watches were set, an edit of /etc/sysctl.conf, a
+/// missed event), every knob's file is opened again and its watch re-armed (a procfs inode
+/// that was dropped and looked up again no longer raises events on ours), and the scan for
+/// what else sets the knobs is refreshed. It costs more than many ticks, so once a minute.
+const RESCAN: Duration = Duration::from_secs(60);
+
+/// At most one event-driven repair of a knob this often: a neighbour writing in a tight
+/// loop cannot drive forksafe's CPU. A write seen sooner is repaired when the gap is over.
+const EVENT_REPAIR_GAP: Duration = Duration::from_millis(100);
+
+/// After an event-driven read that found the knob right (our own write raises an event
+/// too), the next event-driven read waits at least this long.
+const EVENT_READ_GAP: Duration = Duration::from_millis(10);
 
 /// What the daemon last reported about a knob, so it speaks only on change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,18 +56,28 @@ enum Seen {
     Drifting(String),
 }
 
+/// Everything the daemon keeps about one knob between passes.
 struct Memory {
     id: (Kind, PathBuf, String),
     seen: Seen,
+    status: Status,
     counters: Counters,
     contest: Contest,
+    /// A write that read back another value: not repeated while the knob reads that.
+    stuck: Option<Stuck>,
+    /// The inotify watch on the knob's file.
+    wd: Option<WatchDescriptor>,
+    /// No event-driven check before this time.
+    gate: Instant,
+    /// An event arrived before `gate`: check the knob when the gate opens.
+    pending: bool,
 }
 
 fn knob_id(k: &Knob) -> (Kind, PathBuf, String) {
     (k.kind(), k.rel().to_path_buf(), k.desired().to_string())
 }
 
-/// The daemon's state between ticks.
+/// The daemon's state between passes.
 struct Daemon {
     root: Root,
     config: Option<PathBuf>,
@@ -61,25 +85,35 @@ struct Daemon {
     memory: Vec<Memory>,
     repairs: u64,
     notifier: Notifier,
-    /// Each sysctl knob's boot value as of the last sysctl.d read (empty when the drop-in
-    /// is not managed).
+    /// Each sysctl knob's boot judgement as of the last sysctl.d read.
     boots: enforce::Boots,
-    /// Each knob's file, resolved once (again after a failure, a reload, a recheck).
+    /// Each knob's file, resolved once (again after a failure, a reload, a rescan).
     paths: enforce::Paths,
     /// What was last said about the drop-in, so it is said once per change.
     dropin_said: String,
-    /// The overrides last reported, per sysctl knob name.
-    overrides_said: Vec<(String, String)>,
+    /// What was last said about each sysctl knob's boot value, by knob name.
+    boot_said: Vec<(String, String)>,
+    /// What was last said about sysctl.d entries that are not files.
+    skipped_said: Vec<String>,
     watch: Watch,
     /// The metrics file as last written, and the last error writing it (said once).
     metrics_written: String,
     metrics_error: String,
+    /// The published state as last written, and the last error writing it (said once).
+    state_written: Option<state::State>,
+    state_error: String,
+    reloads: u64,
+    reload_error: Option<String>,
+    /// What else on this machine sets the knobs (rc.local, units, cron, tuned, ...), for
+    /// the SOURCE of repair and fight entries; refreshed at most once per RESCAN.
+    sources: legacy::Sources,
 }
 
 impl Daemon {
     fn new(root: Root, config: Option<PathBuf>, settings: Settings) -> Daemon {
         let memory = fresh_memory(&settings, &[], None);
         let paths = enforce::resolve(&root, &settings);
+        let sources = legacy::Sources::scan(&root, &settings);
         Daemon {
             paths,
             root,
@@ -90,25 +124,42 @@ impl Daemon {
             notifier: Notifier::default(),
             boots: Vec::new(),
             dropin_said: String::new(),
-            overrides_said: Vec::new(),
+            boot_said: Vec::new(),
+            skipped_said: Vec::new(),
             watch: Watch::new(),
             metrics_written: String::new(),
             metrics_error: String::new(),
+            state_written: None,
+            state_error: String::new(),
+            reloads: 0,
+            reload_error: None,
+            sources,
         }
     }
 
     /// Keep the drop-in and say what the next boot will do. Runs at start, on reload, on
-    /// inotify events in the sysctl.d directories and every SYSCTL_D_RECHECK.
+    /// inotify events in the sysctl.d directories and every RESCAN.
     fn sysctl_d(&mut self) {
-        let report = enforce::persist(&self.root, &self.settings, self.settings.repair);
-        if let Some(r) = &report {
+        let survey = enforce::survey(&self.root, &self.settings, self.settings.repair);
+        if let Some(r) = &survey.dropin {
             self.say_dropin(r);
         }
-        self.boots = match report {
-            Some(_) => enforce::boots(&self.settings, &Table::read(&self.root)),
-            None => Vec::new(),
-        };
-        self.say_overrides();
+        self.boots = survey.boots;
+        self.say_boots();
+        let skipped: Vec<String> = survey
+            .table
+            .skipped
+            .iter()
+            .map(|s| format!("{} is {}", s.file.display(), s.why))
+            .collect();
+        for (s, line) in survey.table.skipped.iter().zip(&skipped) {
+            if !self.skipped_said.contains(line) {
+                Event::new(EventKind::BootOverride, format!("sysctl.d: {line}"))
+                    .field("FILE", s.file.display())
+                    .emit();
+            }
+        }
+        self.skipped_said = skipped;
         // Directories may have appeared (we may have created /etc/sysctl.d).
         self.watch.add_dirs(&self.root);
     }
@@ -123,13 +174,13 @@ impl Daemon {
             .map(Knob::name)
             .collect();
         let knobs = knobs.join(",");
-        let (kind, said, message) = match (&r.before, &r.wrote) {
-            (_, Some(Ok(created))) => {
+        let (kind, said, message) = match (&r.wrote, r.problem(!self.settings.repair)) {
+            (Some(Ok(created)), _) => {
                 let what = match (&r.before, self.dropin_said.is_empty()) {
-                    (DropinState::Missing, true) => "written".to_string(),
-                    (DropinState::Missing, false) => "was deleted; rewritten".to_string(),
-                    (_, true) => "was out of date; rewritten".to_string(),
-                    (_, false) => "was changed; rewritten".to_string(),
+                    (DropinState::Missing, true) => "written",
+                    (DropinState::Missing, false) => "was deleted; rewritten",
+                    (_, true) => "was out of date; rewritten",
+                    (_, false) => "was changed; rewritten",
                 };
                 let dir = if *created {
                     " (created its directory)"
@@ -142,38 +193,20 @@ impl Daemon {
                     format!("{file} {what}{dir}"),
                 )
             }
-            (_, Some(Err(e))) => (
-                EventKind::RepairFailed,
-                format!("failed {e}"),
-                e.to_string(),
-            ),
-            (DropinState::Current, None) => {
+            (_, None) => {
                 self.dropin_said = "ok".into();
                 return;
             }
-            (DropinState::Foreign, None) => (
-                EventKind::DropinForeign,
-                "foreign".into(),
-                format!(
-                    "{file} exists without forksafe's header; it is not ours and is left alone. \
-                     Move it away (forksafe then writes its own), or point [sysctl_d] file elsewhere"
-                ),
-            ),
-            (DropinState::Symlink, None) => (
-                EventKind::DropinForeign,
-                "symlink".into(),
-                format!("{file} is a symlink; forksafe never writes through one. Remove it"),
-            ),
-            (DropinState::Unreadable(e), None) => (
-                EventKind::RepairFailed,
-                format!("unreadable {e}"),
-                format!("cannot read {file}: {e}"),
-            ),
-            (DropinState::Missing | DropinState::Outdated, None) => (
-                EventKind::DriftDetected,
-                format!("audit {}", r.before.as_str()),
-                format!("{file} is {} (audit mode: not written)", r.before.as_str()),
-            ),
+            (_, Some(problem)) => {
+                let kind = match (&r.wrote, &r.before) {
+                    (Some(Err(_)), _) | (None, DropinState::Unreadable(_)) => {
+                        EventKind::RepairFailed
+                    }
+                    (_, DropinState::Foreign | DropinState::Symlink) => EventKind::DropinForeign,
+                    _ => EventKind::DriftDetected,
+                };
+                (kind, problem.clone(), problem)
+            }
         };
         if said == self.dropin_said && kind != EventKind::DropinWritten {
             return;
@@ -189,28 +222,48 @@ impl Daemon {
             .emit();
     }
 
-    fn say_overrides(&mut self) {
+    /// Say, once per change, which sysctl knob the next boot will not keep, and why.
+    fn say_boots(&mut self) {
         let mut now = Vec::new();
         for (k, boot) in self.settings.knobs.iter().zip(&self.boots) {
             let Some(boot) = boot else { continue };
-            let overrides = &boot.overrides;
-            let text: Vec<String> = overrides.iter().map(|a| a.to_string()).collect();
-            let text = text.join("; ");
+            let text = if boot.right && boot.overrides.is_empty() {
+                String::new()
+            } else if boot.overrides.is_empty() {
+                boot.explain()
+            } else {
+                let list: Vec<String> = boot.overrides.iter().map(|a| a.to_string()).collect();
+                list.join("; ")
+            };
             let before = self
-                .overrides_said
+                .boot_said
                 .iter()
                 .find(|(n, _)| n == k.name())
                 .map_or("", |(_, t)| t.as_str());
             if text != before {
-                match overrides.last() {
-                    Some(last) => Event::new(
+                if text.is_empty() {
+                    Event::new(
+                        EventKind::BackInSpec,
+                        format!("{}: the next boot keeps {} again", k.name(), k.desired()),
+                    )
+                    .field("KNOB", k.name())
+                    .field("EXPECTED", k.desired())
+                    .emit();
+                } else {
+                    let last = boot.overrides.last().or(boot.value.as_ref());
+                    let procps = boot
+                        .overrides
+                        .iter()
+                        .any(|a| a.file == Path::new(sysctl_d::SYSCTL_CONF));
+                    let mut e = Event::new(
                         EventKind::BootOverride,
                         format!(
                             "{}: the next boot will not keep {}: {text}{}. Remove or change that \
-                             line (forksafe still sets the value once it runs)",
+                             line, or let forksafe manage its drop-in (forksafe still sets the \
+                             value once it runs)",
                             k.name(),
                             k.desired(),
-                            if last.file == std::path::Path::new(sysctl_d::SYSCTL_CONF) {
+                            if procps {
                                 " (procps `sysctl --system` applies /etc/sysctl.conf last)"
                             } else {
                                 ""
@@ -218,99 +271,151 @@ impl Daemon {
                         ),
                     )
                     .field("KNOB", k.name())
-                    .field("EXPECTED", k.desired())
-                    .field("OBSERVED", last.value.as_deref().unwrap_or(""))
-                    .field("FILE", last.file.display())
-                    .field("LINE", last.line)
-                    .emit(),
-                    None => Event::new(
-                        EventKind::BackInSpec,
-                        format!(
-                            "{}: no sysctl.d file overrides {} any more",
-                            k.name(),
-                            k.desired()
-                        ),
-                    )
-                    .field("KNOB", k.name())
-                    .field("EXPECTED", k.desired())
-                    .emit(),
+                    .field("EXPECTED", k.desired());
+                    if let Some(a) = last {
+                        e = e
+                            .field("OBSERVED", a.value.as_deref().unwrap_or(""))
+                            .field("FILE", a.file.display())
+                            .field("LINE", a.line);
+                    }
+                    e.emit();
                 }
             }
             now.push((k.name().to_string(), text));
         }
-        self.overrides_said = now;
+        self.boot_said = now;
     }
 
-    /// One pass over every knob, with its events. Returns the status line.
+    /// One pass over every knob, with its events; then the status, metrics and state.
     fn tick(&mut self) -> String {
         let now = Instant::now();
-        let held: Vec<bool> = self
-            .memory
-            .iter()
-            .map(|m| !m.contest.may_repair(now))
-            .collect();
-        let reports = enforce::pass(
-            &self.settings,
-            &self.paths,
-            self.settings.repair,
-            &self.boots,
-            &held,
-        );
-        for ((r, mem), path) in reports
-            .iter()
-            .zip(self.memory.iter_mut())
-            .zip(self.paths.iter_mut())
-        {
-            // An open file that failed: find it again once (it may have been replaced).
-            // A knob that cannot be found is looked for again at the periodic recheck.
-            if r.observed.is_err() && path.is_ok() {
-                *path = r.knob.resolve(&self.root);
-            }
-            let observed = r.observed.as_deref().unwrap_or("");
-            let repaired = matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh;
-            let now_seen = seen_after(r);
-            // While a fight is on, the knob's own events are silent: one line said it all.
-            if !mem.contest.fighting() {
-                if let Some(event) = event_for(r, &mem.seen, &now_seen) {
-                    event.emit();
-                }
-            }
-            if repaired {
-                self.repairs += 1;
-                mem.counters.repairs += 1;
-                mem.counters.last_repair = Some(std::time::SystemTime::now());
-                if let Some(started) = mem.contest.repaired(now, observed) {
-                    fight_started(&self.root, r.knob, &started, self.settings.interval);
-                }
-            } else if r.status() == Status::Drift && r.repair.is_none() {
-                mem.contest.held(observed);
-            } else if matches!(r.status(), Status::Ok | Status::BootDrift) {
-                if let Some(ended) = mem.contest.in_spec(now) {
-                    Event::new(
-                        EventKind::BackInSpec,
-                        format!(
-                            "{}: no longer contested after {} repairs in {:?}; back to the normal interval",
-                            r.knob.name(),
-                            ended.repairs,
-                            Duration::from_secs(ended.lasted.as_secs())
-                        ),
-                    )
-                    .field("KNOB", r.knob.name())
-                    .field("EXPECTED", r.knob.desired())
-                    .emit();
-                }
-            }
-            mem.seen = now_seen;
+        for i in 0..self.settings.knobs.len() {
+            self.check_knob(i, now);
         }
-        let metrics = self.settings.textfile.as_ref().map(|_| {
-            let counters: Vec<Counters> = self.memory.iter().map(|m| m.counters).collect();
-            metrics::render(&reports, &counters)
-        });
+        self.publish()
+    }
+
+    /// Read (and repair) knob `i` now, and take in what that found.
+    fn check_knob(&mut self, i: usize, now: Instant) {
+        // Borrow the fields apart: the report refers to the knob and its boot judgement
+        // while the rest of the daemon's state is updated.
+        let Daemon {
+            root,
+            settings,
+            memory,
+            repairs,
+            boots,
+            paths,
+            watch,
+            sources,
+            ..
+        } = self;
+        let (Some(knob), Some(path), Some(mem)) =
+            (settings.knobs.get(i), paths.get_mut(i), memory.get_mut(i))
+        else {
+            return;
+        };
+        let boot = boots.get(i).and_then(Option::as_ref);
+        let r = enforce::step(knob, path, settings.repair, boot, mem.stuck.as_ref());
+        // An open file that failed: find it again once (it may have been replaced). A knob
+        // that cannot be found is looked for again at the next rescan.
+        if r.observed.is_err() && path.is_ok() {
+            *path = knob.resolve(root);
+            mem.wd = watch.watch_knob(path.as_ref().ok(), mem.wd.take());
+        }
+        let ctx = Context {
+            root,
+            sources,
+            interval: settings.interval,
+        };
+        if absorb(&ctx, mem, &r, now) {
+            *repairs += 1;
+        }
+    }
+
+    /// An inotify event on knob `i`'s file: check it at once, or when its gate opens.
+    fn knob_event(&mut self, i: usize, now: Instant) {
+        let Some(mem) = self.memory.get_mut(i) else {
+            return;
+        };
+        if now < mem.gate {
+            mem.pending = true;
+            return;
+        }
+        mem.pending = false;
+        let before = mem.counters.repairs;
+        self.check_knob(i, now);
+        if let Some(mem) = self.memory.get_mut(i) {
+            let gap = if mem.counters.repairs > before {
+                EVENT_REPAIR_GAP
+            } else {
+                EVENT_READ_GAP
+            };
+            mem.gate = now + gap;
+        }
+    }
+
+    /// The earliest time a pending knob check is due.
+    fn next_pending(&self) -> Option<Instant> {
+        self.memory
+            .iter()
+            .filter(|m| m.pending)
+            .map(|m| m.gate)
+            .min()
+    }
+
+    /// Status line, metrics and published state from what the daemon knows now.
+    fn publish(&mut self) -> String {
         let contested = self.memory.iter().filter(|m| m.contest.fighting()).count();
-        let status = status_line(&reports, self.repairs, self.settings.repair, contested);
-        drop(reports);
-        if let Some(content) = metrics {
-            self.write_metrics(content);
+        let statuses: Vec<Status> = self.memory.iter().map(|m| m.status).collect();
+        let status = status_line(&statuses, self.repairs, self.settings.repair, contested);
+        if self.settings.textfile.is_some() {
+            let rows: Vec<(&str, Status, Counters)> = self
+                .settings
+                .knobs
+                .iter()
+                .zip(&self.memory)
+                .map(|(k, m)| (k.name(), m.status, m.counters))
+                .collect();
+            self.write_metrics(metrics::render(&rows));
+        }
+        let published = state::State {
+            pid: std::process::id(),
+            config_file: match &self.settings.source {
+                crate::config::Source::File(p) => Some(p.clone()),
+                crate::config::Source::Builtin => None,
+            },
+            reloads: self.reloads,
+            reload_error: self.reload_error.clone(),
+            status: status.clone(),
+            contested: self
+                .settings
+                .knobs
+                .iter()
+                .zip(&self.memory)
+                .filter(|(_, m)| m.contest.fighting())
+                .map(|(k, m)| state::Contested {
+                    knob: k.name().to_string(),
+                    repairs: m.contest.repairs(),
+                    values: m.contest.values().list().to_vec(),
+                    source: self.sources.describe(k),
+                })
+                .collect(),
+        };
+        if self.state_written.as_ref() != Some(&published) {
+            match state::write(&self.root, &published) {
+                Ok(()) => {
+                    self.state_written = Some(published);
+                    self.state_error.clear();
+                }
+                Err(e) => {
+                    let said = e.to_string();
+                    if said != self.state_error {
+                        log::warn!("state for `forksafe check` and `forksafe reload`: {said}");
+                        self.state_error = said;
+                    }
+                }
+            }
         }
         status
     }
@@ -338,8 +443,17 @@ impl Daemon {
         }
     }
 
+    /// Open every knob's file again and re-arm its watch.
+    fn resolve_all(&mut self) {
+        self.paths = enforce::resolve(&self.root, &self.settings);
+        for (mem, path) in self.memory.iter_mut().zip(&self.paths) {
+            mem.wd = self.watch.watch_knob(path.as_ref().ok(), mem.wd.take());
+        }
+    }
+
     fn reload(&mut self) {
         self.notifier.reloading();
+        self.reloads += 1;
         match self.settings.reload(&self.root, self.config.as_deref()) {
             Ok(new) => {
                 Event::new(
@@ -354,12 +468,18 @@ impl Daemon {
                 )
                 .field("CONFIG", &new.source)
                 .emit();
+                self.reload_error = None;
+                for m in &mut self.memory {
+                    self.watch.unwatch(m.wd.take());
+                }
                 self.memory = fresh_memory(&new, &self.memory, Some(self.settings.interval));
                 self.settings = new;
-                self.paths = enforce::resolve(&self.root, &self.settings);
+                self.resolve_all();
+                self.sources = legacy::Sources::scan(&self.root, &self.settings);
                 self.sysctl_d();
             }
             Err(e) => {
+                self.reload_error = Some(e.to_string());
                 Event::new(
                     EventKind::ConfigRejected,
                     format!("configuration rejected, the running one stays in force: {e}"),
@@ -377,21 +497,84 @@ impl Daemon {
     }
 }
 
+/// What taking in a step's result needs besides the knob's own memory.
+struct Context<'a> {
+    root: &'a Root,
+    sources: &'a legacy::Sources,
+    interval: Duration,
+}
+
+/// Take in what one step found for a knob: its events, counters, the fight and the stuck
+/// write. Returns whether a repair was made.
+fn absorb(ctx: &Context, mem: &mut Memory, r: &KnobReport, now: Instant) -> bool {
+    let observed = r.observed.as_deref().unwrap_or("");
+    let repaired = matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh;
+    let now_seen = seen_after(r);
+    mem.stuck = match (&mem.stuck, Stuck::after(r)) {
+        (_, Some(new)) => Some(new),
+        (Some(old), None) if r.observed.as_deref() == Ok(old.value.as_str()) => Some(old.clone()),
+        _ => None,
+    };
+    let fighting = mem.contest.fighting();
+    // While a fight is on, the knob's own repair lines are silent: the fight's say it.
+    if !(fighting && (repaired || now_seen == Seen::Ok)) {
+        if let Some(event) = event_for(r, &mem.seen, &now_seen) {
+            let event = if repaired {
+                ctx.sources.annotate(event, r.knob)
+            } else {
+                event
+            };
+            event.emit();
+        }
+    }
+    let status = r.status();
+    if repaired {
+        mem.counters.repairs += 1;
+        mem.counters.last_repair = Some(SystemTime::now());
+        if let Some(talk) = mem.contest.repaired(now, observed) {
+            fight_talk(ctx.root, ctx.sources, r.knob, &talk, ctx.interval);
+        }
+    } else if status == Status::Drift {
+        mem.contest.wrong(observed);
+    } else if matches!(status, Status::Ok | Status::BootDrift) {
+        if let Some(ended) = mem.contest.in_spec(now) {
+            Event::new(
+                EventKind::BackInSpec,
+                format!(
+                    "{}: no longer contested after {} repairs in {:?}",
+                    r.knob.name(),
+                    ended.repairs,
+                    Duration::from_secs(ended.lasted.as_secs())
+                ),
+            )
+            .field("KNOB", r.knob.name())
+            .field("EXPECTED", r.knob.desired())
+            .field("COUNT", ended.repairs)
+            .emit();
+        }
+    }
+    mem.seen = now_seen;
+    mem.status = status;
+    repaired
+}
+
 /// Memory for `settings`' knobs, keeping what was known about knobs that did not change.
 fn fresh_memory(
     settings: &Settings,
     old: &[Memory],
     old_interval: Option<Duration>,
 ) -> Vec<Memory> {
+    let now = Instant::now();
     settings
         .knobs
         .iter()
         .map(|k| {
             let id = knob_id(k);
             let kept = old.iter().find(|m| m.id == id);
-            let (seen, counters) = kept.map_or((Seen::Fresh, Counters::default()), |m| {
-                (m.seen.clone(), m.counters)
-            });
+            let (seen, counters, status) = kept
+                .map_or((Seen::Fresh, Counters::default(), Status::Error), |m| {
+                    (m.seen.clone(), m.counters, m.status)
+                });
             // A reload keeps a fight going (same knob and value, same interval).
             let contest = kept
                 .filter(|_| old_interval == Some(settings.interval))
@@ -399,8 +582,13 @@ fn fresh_memory(
             Memory {
                 id,
                 seen,
+                status,
                 counters,
                 contest,
+                stuck: None,
+                wd: None,
+                gate: now,
+                pending: false,
             }
         })
         .collect()
@@ -415,7 +603,7 @@ fn seen_after(r: &KnobReport) -> Seen {
     }
 }
 
-/// The event (if any) that a pass's result for one knob deserves, given what was last said
+/// The event (if any) that a step's result for one knob deserves, given what was last said
 /// (`seen`) and what holds now (`now`, from [`seen_after`]).
 fn event_for(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Event> {
     let k = r.knob;
@@ -448,6 +636,13 @@ fn event_for(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Event> {
         (Some(Err(e)), _) | (None, Err(e)) if e.is_absent() => {
             base(EventKind::KnobAbsent, format!("{}: {e}", k.name())).errno(e.errno())
         }
+        (Some(Err(e)), _) if Stuck::after(r).is_some() => base(
+            EventKind::RepairFailed,
+            format!(
+                "{}: {e}; not written again while it reads {observed:?}",
+                k.name()
+            ),
+        ),
         (Some(Err(e)), _) | (None, Err(e)) => {
             base(EventKind::RepairFailed, format!("{}: {e}", k.name())).errno(e.errno())
         }
@@ -471,52 +666,91 @@ fn event_for(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Event> {
     Some(event)
 }
 
-/// Say once that something keeps setting `knob` back, and who might be doing it.
-fn fight_started(root: &Root, knob: &Knob, started: &fight::Started, interval: Duration) {
-    let culprits = fight::culprits(root);
-    let who = if culprits.is_empty() {
-        "no known tuner is running (look for a script or a cron job)".to_string()
-    } else {
-        format!("likely culprits: {}", culprits.join(", "))
+/// Say what a fight's start or its summary deserves, naming who might be doing it.
+fn fight_talk(
+    root: &Root,
+    sources: &legacy::Sources,
+    knob: &Knob,
+    talk: &Talk,
+    interval: Duration,
+) {
+    let who = || {
+        let culprits = fight::culprits(root);
+        let running = if culprits.is_empty() {
+            "no known tuner is running".to_string()
+        } else {
+            format!("running: {}", culprits.join(", "))
+        };
+        match sources.describe(knob) {
+            Some(s) => format!("likely source: {s}; {running}"),
+            None => format!(
+                "{running} (no file on this machine sets it: look for a script or a job elsewhere)"
+            ),
+        }
     };
-    Event::new(
-        EventKind::FightDetected,
-        format!(
-            "{}: something keeps setting it back (to {}; {} repairs in {:?}); {who}. Backing off: this knob is repaired at most every {:?} from now on, until it stays at {} for {:?}",
-            knob.name(),
-            started.values.join(", "),
-            started.repairs,
-            Duration::from_secs(started.over.as_secs()),
-            interval * fight::CAP,
-            knob.desired(),
-            interval * fight::CALM,
-        ),
-    )
-    .field("KNOB", knob.name())
-    .field("EXPECTED", knob.desired())
-    .field("OBSERVED", started.values.join(","))
-    .field("COUNT", started.repairs)
-    .emit();
+    let event = match talk {
+        Talk::Started {
+            repairs,
+            over,
+            values,
+        } => Event::new(
+            EventKind::FightDetected,
+            format!(
+                "{}: something keeps setting it back (to {}; {repairs} repairs in {:?}); {}. \
+                 forksafe keeps repairing it at once and at least every {interval:?}; its \
+                 repairs are summarised every {} minutes from now on, until it stays at {} \
+                 for {:?}",
+                knob.name(),
+                values.describe(),
+                Duration::from_secs(over.as_secs()),
+                who(),
+                fight::SUMMARY_EVERY.as_secs() / 60,
+                knob.desired(),
+                interval * fight::CALM,
+            ),
+        )
+        .field("COUNT", repairs)
+        .field("OBSERVED", values.list().join(",")),
+        Talk::Ongoing {
+            repairs,
+            since_last,
+            lasted,
+            values,
+        } => Event::new(
+            EventKind::FightOngoing,
+            format!(
+                "{}: still contested: repaired {since_last} times in the last {} minutes \
+                 ({repairs} in {:?}; set to {}); {}",
+                knob.name(),
+                fight::SUMMARY_EVERY.as_secs() / 60,
+                Duration::from_secs(lasted.as_secs()),
+                values.describe(),
+                who(),
+            ),
+        )
+        .field("COUNT", repairs)
+        .field("OBSERVED", values.list().join(",")),
+    };
+    sources
+        .annotate(event, knob)
+        .field("KNOB", knob.name())
+        .field("EXPECTED", knob.desired())
+        .emit();
 }
 
 /// The `STATUS=` line: short, and the same from tick to tick while nothing changes.
-fn status_line(
-    reports: &[KnobReport],
-    repairs: u64,
-    repair_mode: bool,
-    contested: usize,
-) -> String {
-    let total = reports.len();
-    let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
+fn status_line(statuses: &[Status], repairs: u64, repair_mode: bool, contested: usize) -> String {
+    let total = statuses.len();
+    let count = |s: Status| statuses.iter().filter(|r| **r == s).count();
     let ok = count(Status::Ok) + count(Status::BootDrift);
-    // (a knob overridden at boot is in spec now; the suffix says the rest)
+    // (a knob not kept at the next boot is in spec now; the suffix says the rest)
     let mut line = if ok == total {
         format!("{total} knobs in spec")
     } else {
         format!("{ok} of {total} knobs in spec")
     };
     for (s, what) in [
-        (Status::BootDrift, "overridden at boot"),
+        (Status::BootDrift, "not kept at the next boot"),
         (Status::Drift, "drifted"),
         (Status::Absent, "absent"),
         (Status::Error, "failing"),
@@ -527,7 +761,7 @@ fn status_line(
         }
     }
     if contested > 0 {
-        line.push_str(&format!(", {contested} contested (backing off)"));
+        line.push_str(&format!(", {contested} contested"));
     }
     if repair_mode {
         line.push_str(&format!(", {repairs} repairs since start"));
@@ -537,11 +771,22 @@ fn status_line(
     line
 }
 
-/// inotify watches on the sysctl.d directories that exist.
+/// What an inotify wake-up was about.
+#[derive(Default)]
+struct Changes {
+    /// A sysctl.d directory changed (or events were lost).
+    sysctl_d: bool,
+    /// Knobs whose file was written to (indexes into the settings' knobs).
+    knobs: Vec<usize>,
+    /// Events were lost: check every knob.
+    overflow: bool,
+}
+
+/// inotify watches on the sysctl.d directories that exist and on every knob's file.
 struct Watch {
     inotify: Option<Inotify>,
     /// The directories watched, as named under the root and as resolved.
-    dirs: Vec<(PathBuf, PathBuf)>,
+    dirs: Vec<(PathBuf, PathBuf, WatchDescriptor)>,
 }
 
 impl Watch {
@@ -549,7 +794,8 @@ impl Watch {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| {
                 log::warn!(
-                    "inotify unavailable ({e}); sysctl.d is re-read every {SYSCTL_D_RECHECK:?} only"
+                    "inotify unavailable ({e}): drift is found by the poll every interval, and \
+                     sysctl.d is re-read every {RESCAN:?}"
                 )
             })
             .ok();
@@ -575,39 +821,75 @@ impl Watch {
             let Some(named) = root.join(dir) else {
                 continue;
             };
-            if self.dirs.iter().any(|(n, _)| *n == named) {
+            if self.dirs.iter().any(|(n, _, _)| *n == named) {
                 continue;
             }
             // Two names for one directory (merged /usr) get one watch.
             let Ok(real) = named.canonicalize() else {
                 continue;
             };
-            if self.dirs.iter().any(|(_, r)| *r == real) || ino.add_watch(&real, flags).is_ok() {
-                self.dirs.push((named, real));
+            if let Some((_, _, wd)) = self.dirs.iter().find(|(_, r, _)| *r == real) {
+                let wd = *wd;
+                self.dirs.push((named, real, wd));
+            } else if let Ok(wd) = ino.add_watch(&real, flags) {
+                self.dirs.push((named, real, wd));
             }
         }
     }
 
-    /// Drain pending events; true when there were any.
-    fn drain(&mut self) -> bool {
+    /// Watch a knob's (resolved) file for writes; drop the previous watch if it was on
+    /// another inode. Returns the watch, `None` when there is none.
+    fn watch_knob(
+        &mut self,
+        at: Option<&crate::knob::Resolved>,
+        old: Option<WatchDescriptor>,
+    ) -> Option<WatchDescriptor> {
+        let ino = self.inotify.as_ref()?;
+        let new = at.and_then(|at| ino.add_watch(at.real(), AddWatchFlags::IN_MODIFY).ok());
+        if old.is_some() && old != new {
+            self.unwatch(old);
+        }
+        new
+    }
+
+    fn unwatch(&mut self, wd: Option<WatchDescriptor>) {
+        if let (Some(ino), Some(wd)) = (&self.inotify, wd) {
+            let _ = ino.rm_watch(wd);
+        }
+    }
+
+    /// Drain pending events and sort them out.
+    fn drain(&mut self, knob_wds: &[Option<WatchDescriptor>]) -> Changes {
+        let mut changes = Changes::default();
         let Some(ino) = &self.inotify else {
-            return false;
+            return changes;
         };
-        let mut any = false;
         while let Ok(events) = ino.read_events() {
             if events.is_empty() {
                 break;
             }
-            any = true;
-            if events.iter().any(|e| {
-                e.mask
-                    .intersects(AddWatchFlags::IN_IGNORED | AddWatchFlags::IN_Q_OVERFLOW)
-            }) {
-                // A watched directory went away (or events were lost): re-add what exists.
-                self.dirs.clear();
+            for e in events {
+                if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    changes.overflow = true;
+                    changes.sysctl_d = true;
+                    continue;
+                }
+                if let Some(i) = knob_wds.iter().position(|w| *w == Some(e.wd)) {
+                    if e.mask.contains(AddWatchFlags::IN_MODIFY) && !changes.knobs.contains(&i) {
+                        changes.knobs.push(i);
+                    }
+                    continue;
+                }
+                if self.dirs.iter().any(|(_, _, wd)| *wd == e.wd) {
+                    changes.sysctl_d = true;
+                    if e.mask.contains(AddWatchFlags::IN_IGNORED) {
+                        // A watched directory went away: re-add what exists.
+                        self.dirs.clear();
+                    }
+                }
             }
         }
-        any
+        changes
     }
 }
 
@@ -641,7 +923,7 @@ impl Signals {
 }
 
 /// Run the daemon until SIGTERM/SIGINT. `settings` were loaded (and validated) by the
-/// caller; `config` is what to reload from.
+/// caller; `config` is what to reload from. Stopping leaves every value as it is.
 pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<()> {
     // Signals first: a SIGTERM during the first pass must not kill us mid-write.
     let mut signals = Signals::install()?;
@@ -653,10 +935,11 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
         settings.mode_name()
     );
     let mut d = Daemon::new(root, config.map(Path::to_path_buf), settings);
+    d.resolve_all();
     d.sysctl_d();
     let status = d.tick();
     d.notifier.ready(&status);
-    let mut next_sysctl_d = Instant::now() + SYSCTL_D_RECHECK;
+    let mut next_rescan = Instant::now() + RESCAN;
 
     let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
     let now = Instant::now();
@@ -668,9 +951,10 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
 
     loop {
         let now = Instant::now();
-        let deadline = next_ping
-            .map_or(next_tick, |p| p.min(next_tick))
-            .min(next_sysctl_d);
+        let mut deadline = next_tick.min(next_rescan);
+        for at in [next_ping, d.next_pending()].into_iter().flatten() {
+            deadline = deadline.min(at);
+        }
         let wait = deadline.saturating_duration_since(now);
         // Round up so we never spin on a sub-millisecond remainder.
         let ms = wait.as_micros().div_ceil(1000);
@@ -694,11 +978,17 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
         if signalled {
             signals.drain();
         }
-        let changed = watched && d.watch.drain();
+        let changes = if watched {
+            let wds: Vec<Option<WatchDescriptor>> = d.memory.iter().map(|m| m.wd).collect();
+            d.watch.drain(&wds)
+        } else {
+            Changes::default()
+        };
 
         if signals.term.swap(false, Ordering::SeqCst) {
             d.notifier.stopping();
-            log::info!("stopping on signal");
+            state::remove(&d.root);
+            log::info!("stopping on signal; every value stays as it is");
             return Ok(());
         }
         if signals.hup.swap(false, Ordering::SeqCst) {
@@ -706,19 +996,27 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
             next_tick = Instant::now() + d.settings.interval;
         }
         let now = Instant::now();
-        if changed || now >= next_sysctl_d {
+        // Writes to knob files: repair at once (within each knob's gate).
+        for i in changes.knobs {
+            d.knob_event(i, now);
+        }
+        let due: Vec<usize> = (0..d.memory.len())
+            .filter(|&i| d.memory.get(i).is_some_and(|m| m.pending && m.gate <= now))
+            .collect();
+        for i in due {
+            d.knob_event(i, now);
+        }
+        if changes.sysctl_d || now >= next_rescan {
             d.sysctl_d();
-            if now >= next_sysctl_d {
-                // The safety net also looks again for knobs that could not be found.
-                for (k, path) in d.settings.knobs.iter().zip(d.paths.iter_mut()) {
-                    if path.is_err() {
-                        *path = k.resolve(&d.root);
-                    }
-                }
-                next_sysctl_d = now + SYSCTL_D_RECHECK;
+            if now >= next_rescan {
+                // The safety net: open every knob's file again, re-arm its watch, and look
+                // again for what else sets the knobs.
+                d.resolve_all();
+                d.sources.refresh(&d.root, &d.settings);
+                next_rescan = now + RESCAN;
             }
         }
-        if now >= next_tick {
+        if now >= next_tick || changes.overflow {
             let status = d.tick();
             d.notifier.status(&status);
             next_tick = now + d.settings.interval;

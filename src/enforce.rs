@@ -1,14 +1,15 @@
 //! The one step that `check`, `apply`, `doctor` and the daemon share: read every knob, judge
-//! it against the settings, and (when asked) write what is wrong, verified by reading back.
+//! it against the settings, and (when asked) write what is wrong, verified by reading back;
+//! and the one survey of sysctl.d (the drop-in, then the next boot's values) they all make.
 //! What the CLI reports and what the daemon does can then never disagree.
 
 use std::path::PathBuf;
 
 use crate::atomic::{self, WriteError};
 use crate::config::Settings;
-use crate::knob::{Kind, Knob, KnobError, Resolved};
+use crate::knob::{Cause, Kind, Knob, KnobError, Resolved};
 use crate::root::Root;
-use crate::sysctl_d::{self, Assignment, DropinState, Table};
+use crate::sysctl_d::{self, Boot, DropinState, Table};
 
 /// The state of one knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,24 +49,6 @@ pub fn judge(knob: &Knob, observed: &Result<String, KnobError>) -> Status {
     }
 }
 
-/// What the next boot does to a sysctl knob (from sysctl.d).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Boot {
-    /// The assignment the next boot applies, if any.
-    pub value: Option<Assignment>,
-    /// Assignments that differ from the desired value and would win over ours.
-    pub overrides: Vec<Assignment>,
-    /// Assignments that differ but lose to ours (they apply again without the drop-in).
-    pub shadowed: Vec<Assignment>,
-}
-
-impl Boot {
-    /// Whether the next boot leaves the knob at `desired`.
-    pub fn is_right(&self, desired: &str) -> bool {
-        self.value.as_ref().and_then(|a| a.value.as_deref()) == Some(desired)
-    }
-}
-
 /// One knob after a pass: what was read, and what a repair did.
 #[derive(Debug, Clone)]
 pub struct KnobReport<'a> {
@@ -73,9 +56,11 @@ pub struct KnobReport<'a> {
     pub knob: &'a Knob,
     /// What was read before anything was written.
     pub observed: Result<String, KnobError>,
-    /// `Some` when a write was made: its verified outcome.
+    /// `Some` when a repair was due: the verified outcome of the write made now, or the
+    /// read-back error of an earlier write that left the knob at the value it still reads
+    /// (see [`Stuck`]; not written again).
     pub repair: Option<Result<(), KnobError>>,
-    /// For sysctl knobs when the drop-in is managed: what the next boot applies.
+    /// For sysctl knobs: what the next boot applies.
     pub boot: Option<&'a Boot>,
 }
 
@@ -89,7 +74,7 @@ impl KnobReport<'_> {
             Some(Err(_)) => Status::Error,
         };
         match &self.boot {
-            Some(b) if now == Status::Ok && !b.is_right(self.knob.desired()) => Status::BootDrift,
+            Some(b) if now == Status::Ok && !b.right => Status::BootDrift,
             _ => now,
         }
     }
@@ -123,26 +108,111 @@ pub fn resolve(root: &Root, settings: &Settings) -> Paths {
 /// Each knob's boot value (`None` for sysfs knobs), in the settings' order.
 pub type Boots = Vec<Option<Boot>>;
 
-/// What the next boot does to each sysctl knob, from a sysctl.d table. Computed when the
-/// table is read, not on every tick: it changes only with the files.
+/// What the next boot does to each sysctl knob, from a sysctl.d table, whether or not the
+/// drop-in is managed (unmanaged, it is simply not in the table). Computed when the table
+/// is read, not on every tick: it changes only with the files.
 pub fn boots(settings: &Settings, table: &Table) -> Boots {
     settings
         .knobs
         .iter()
-        .map(|k| (k.kind() == Kind::Sysctl).then(|| boot_of(table, k, settings.dropin.as_deref())))
+        .map(|k| {
+            (k.kind() == Kind::Sysctl).then(|| {
+                table.judge(
+                    &k.rel().to_string_lossy(),
+                    k.desired(),
+                    settings.dropin.as_deref(),
+                )
+            })
+        })
         .collect()
+}
+
+/// Everything `check`, `apply`, the daemon and `doctor` learn from sysctl.d: the drop-in
+/// (looked at, or brought in line when `write`), then the table as it now is, and each
+/// knob's boot judgement from it.
+pub struct Survey {
+    /// The drop-in, `None` when `[sysctl_d] manage = false` (or `apply --no-persist`).
+    pub dropin: Option<DropinReport>,
+    /// The sysctl.d table after the drop-in was written.
+    pub table: Table,
+    /// Each knob's boot judgement.
+    pub boots: Boots,
+}
+
+/// Survey sysctl.d: persist first (when `write`), then read what the next boot will do.
+pub fn survey(root: &Root, settings: &Settings, write: bool) -> Survey {
+    let dropin = persist(root, settings, write);
+    let table = Table::read(root);
+    let boots = boots(settings, &table);
+    Survey {
+        dropin,
+        table,
+        boots,
+    }
+}
+
+/// A write that went through but read back another value, remembered so the daemon does
+/// not rewrite it every tick: while the knob still reads `value`, `error` stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// What the knob read back after the write.
+    pub value: String,
+    /// The read-back error reported for it.
+    pub error: KnobError,
+}
+
+impl Stuck {
+    /// The stuck state a report leaves behind, if its repair read back another value.
+    pub fn after(report: &KnobReport) -> Option<Stuck> {
+        match &report.repair {
+            Some(Err(e)) => match &e.cause {
+                Cause::ReadBack { read, .. } => Some(Stuck {
+                    value: read.clone(),
+                    error: e.clone(),
+                }),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Read one knob; when `repair` and it has drifted, write it and verify. A knob `stuck` at
+/// the value it now reads is not written again: the remembered error stands.
+pub fn step<'a>(
+    knob: &'a Knob,
+    path: &Result<Resolved, KnobError>,
+    repair: bool,
+    boot: Option<&'a Boot>,
+    stuck: Option<&Stuck>,
+) -> KnobReport<'a> {
+    let observed = match path {
+        Ok(at) => knob.read(at),
+        Err(e) => Err(e.clone()),
+    };
+    let repair = match (path, &observed, stuck) {
+        (_, Ok(v), Some(s)) if repair && *v == s.value => Some(Err(s.error.clone())),
+        (Ok(at), _, _) if repair && judge(knob, &observed) == Status::Drift => Some(knob.write(at)),
+        _ => None,
+    };
+    KnobReport {
+        knob,
+        observed,
+        repair,
+        boot,
+    }
 }
 
 /// Read every knob, in order; when `repair`, write each drifted one and verify it. Knobs are
 /// handled one after another so a failing knob never stops the others. `paths` comes from
-/// [`resolve`]; `boots` from [`boots`] when the drop-in is managed (empty otherwise); a knob
-/// whose `held` entry is true is read but not written this time (a fight, see `fight`).
+/// [`resolve`], `boots` from [`boots`], `stuck` (one per knob, or empty) from the daemon's
+/// memory.
 pub fn pass<'a>(
     settings: &'a Settings,
     paths: &[Result<Resolved, KnobError>],
     repair: bool,
     boots: &'a [Option<Boot>],
-    held: &[bool],
+    stuck: &[Option<Stuck>],
 ) -> Vec<KnobReport<'a>> {
     settings
         .knobs
@@ -150,41 +220,11 @@ pub fn pass<'a>(
         .zip(paths)
         .enumerate()
         .map(|(i, (knob, path))| {
-            let observed = match path {
-                Ok(at) => knob.read(at),
-                Err(e) => Err(e.clone()),
-            };
-            let write = repair && !held.get(i).copied().unwrap_or(false);
-            let repair = match path {
-                Ok(at) if write && judge(knob, &observed) == Status::Drift => Some(knob.write(at)),
-                _ => None,
-            };
             let boot = boots.get(i).and_then(Option::as_ref);
-            KnobReport {
-                knob,
-                observed,
-                repair,
-                boot,
-            }
+            let stuck = stuck.get(i).and_then(Option::as_ref);
+            step(knob, path, repair, boot, stuck)
         })
         .collect()
-}
-
-fn boot_of(table: &Table, knob: &Knob, ours: Option<&std::path::Path>) -> Boot {
-    let key = knob.rel().to_string_lossy();
-    Boot {
-        value: table.effective(&key).cloned(),
-        overrides: table
-            .overrides(&key, knob.desired(), ours)
-            .into_iter()
-            .cloned()
-            .collect(),
-        shadowed: table
-            .shadowed(&key, knob.desired(), ours)
-            .into_iter()
-            .cloned()
-            .collect(),
-    }
 }
 
 /// The managed drop-in after [`persist`].
@@ -204,6 +244,31 @@ impl DropinReport {
         match &self.wrote {
             Some(r) => r.is_ok(),
             None => self.before == DropinState::Current,
+        }
+    }
+
+    /// What is wrong with the drop-in now, in words, or `None` when it is current. `audit`:
+    /// the caller leaves a missing or outdated drop-in alone on purpose.
+    pub fn problem(&self, audit: bool) -> Option<String> {
+        let file = self.file.display();
+        let fix = if audit {
+            " (audit mode: not written)"
+        } else {
+            "; `forksafe apply` writes it"
+        };
+        match (&self.wrote, &self.before) {
+            (Some(Err(e)), _) => Some(e.to_string()),
+            (Some(Ok(_)), _) | (None, DropinState::Current) => None,
+            (None, DropinState::Missing) => Some(format!("{file} is missing{fix}")),
+            (None, DropinState::Outdated) => Some(format!("{file} is out of date{fix}")),
+            (None, DropinState::Foreign) => Some(format!(
+                "{file} exists without forksafe's header: it is not ours and is left alone. \
+                 Move it away (forksafe then writes its own), or point [sysctl_d] file elsewhere"
+            )),
+            (None, DropinState::Symlink) => Some(format!(
+                "{file} is a symlink; forksafe never writes through one. Remove it"
+            )),
+            (None, DropinState::Unreadable(e)) => Some(format!("cannot read {file}: {e}")),
         }
     }
 }

@@ -1,15 +1,19 @@
 //! A neighbour that fights back: another agent (tuned with another profile, configuration
-//! management, a script in a loop) keeps setting a knob back. Without care the daemon would
-//! repair it every tick and log every repair. This module decides, per knob, when that is
-//! happening, how long to hold off, and when it is over. It is pure: the daemon feeds it
-//! what each pass saw, with the time.
+//! management, a script in a loop) keeps setting a knob back. The daemon keeps repairing
+//! it, every time: holding the value is the product, and a repair costs one write. What this
+//! module bounds is the talk. It is pure: the daemon feeds it each repair with the time, and
+//! emits what it returns.
 //!
-//! Every period is counted in intervals (1 s by default):
-//! - a fight starts at [`REPAIRS_FOR_FIGHT`] repairs within [`WINDOW`] intervals;
-//! - then the knob is repaired only after 2, 4, 8, ... intervals, at most [`CAP`] (1 min);
-//! - it is over once the knob stayed in spec for [`CALM`] intervals.
+//! - a fight starts at [`REPAIRS_FOR_FIGHT`] repairs within [`WINDOW`] intervals: one
+//!   warning (knob, values seen, how often, who might be doing it);
+//! - while it lasts, the knob's own repair lines are silent, and at most one summary is said
+//!   every [`SUMMARY_EVERY`] (repairs since the last one, values);
+//! - it is over once the knob stayed in spec for [`CALM`] intervals: one line.
+//!
+//! Memory is bounded however long a fight lasts: the last few repair times, and at most
+//! [`MAX_VALUES`] distinct wrong values (the rest are counted).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::root::Root;
@@ -18,10 +22,12 @@ use crate::root::Root;
 pub const REPAIRS_FOR_FIGHT: usize = 3;
 /// The window, in intervals.
 pub const WINDOW: u32 = 60;
-/// The longest hold between two repairs, in intervals.
-pub const CAP: u32 = 60;
 /// How long the knob must stay in spec for the fight to be over, in intervals.
 pub const CALM: u32 = 10;
+/// At most one summary this often while a fight lasts.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(600);
+/// Distinct wrong values remembered; more are only counted.
+pub const MAX_VALUES: usize = 8;
 
 /// Processes that set kernel tunables for a living (as `/proc/PID/comm` shows them,
 /// 15 characters at most).
@@ -40,15 +46,64 @@ pub const TUNERS: &[&str] = &[
     "sysctl",
 ];
 
-/// What a fight looked like when it started.
+/// The wrong values seen, bounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Values {
+    seen: Vec<String>,
+    others: u64,
+}
+
+impl Values {
+    fn add(&mut self, v: &str) {
+        if self.seen.iter().any(|s| s == v) {
+            return;
+        }
+        if self.seen.len() < MAX_VALUES {
+            self.seen.push(v.to_string());
+            self.seen.sort();
+        } else {
+            self.others += 1;
+        }
+    }
+
+    /// `0, 2` or `0, 2 and 3 others`.
+    pub fn describe(&self) -> String {
+        let mut s = self.seen.join(", ");
+        if self.others > 0 {
+            s.push_str(&format!(" and {} other values", self.others));
+        }
+        s
+    }
+
+    /// The values themselves (at most [`MAX_VALUES`]).
+    pub fn list(&self) -> &[String] {
+        &self.seen
+    }
+}
+
+/// What to say about a fight, when the daemon should say it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Started {
-    /// Repairs within the window.
-    pub repairs: usize,
-    /// Over how long.
-    pub over: Duration,
-    /// The wrong values seen.
-    pub values: Vec<String>,
+pub enum Talk {
+    /// The fight starts.
+    Started {
+        /// Repairs within the window.
+        repairs: usize,
+        /// Over how long.
+        over: Duration,
+        /// The wrong values seen.
+        values: Values,
+    },
+    /// It goes on: repairs since the fight started, and since the last summary.
+    Ongoing {
+        /// Repairs in all.
+        repairs: u64,
+        /// Repairs since the last summary (or the start).
+        since_last: u64,
+        /// For how long it has lasted.
+        lasted: Duration,
+        /// The wrong values seen.
+        values: Values,
+    },
 }
 
 /// What a fight looked like when it ended.
@@ -65,10 +120,10 @@ enum State {
     Calm,
     Fighting {
         since: Instant,
-        next_repair: Instant,
-        step: Duration,
         repairs: u64,
-        values: BTreeSet<String>,
+        last_summary: Instant,
+        repairs_at_summary: u64,
+        values: Values,
         in_spec_since: Option<Instant>,
     },
 }
@@ -77,6 +132,7 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct Contest {
     interval: Duration,
+    /// The last repairs while calm: at most [`REPAIRS_FOR_FIGHT`].
     recent: VecDeque<(Instant, String)>,
     state: State,
 }
@@ -86,7 +142,7 @@ impl Contest {
     pub fn new(interval: Duration) -> Contest {
         Contest {
             interval,
-            recent: VecDeque::new(),
+            recent: VecDeque::with_capacity(REPAIRS_FOR_FIGHT),
             state: State::Calm,
         }
     }
@@ -96,78 +152,94 @@ impl Contest {
         matches!(self.state, State::Fighting { .. })
     }
 
-    /// May the daemon repair the knob at `now`?
-    pub fn may_repair(&self, now: Instant) -> bool {
+    /// Repairs since the fight started (0 when calm).
+    pub fn repairs(&self) -> u64 {
         match &self.state {
-            State::Calm => true,
-            State::Fighting { next_repair, .. } => now >= *next_repair,
+            State::Fighting { repairs, .. } => *repairs,
+            State::Calm => 0,
         }
     }
 
-    /// The knob was repaired at `now`; it had been set to `observed`. Returns the fight's
-    /// start when this repair starts one.
-    pub fn repaired(&mut self, now: Instant, observed: &str) -> Option<Started> {
-        let cap = self.interval * CAP;
+    /// The wrong values seen in the fight (empty when calm).
+    pub fn values(&self) -> Values {
+        match &self.state {
+            State::Fighting { values, .. } => values.clone(),
+            State::Calm => Values::default(),
+        }
+    }
+
+    /// The knob was repaired at `now`; it had been set to `observed`. Returns what to say,
+    /// if anything: the start of a fight, or a summary that is due.
+    pub fn repaired(&mut self, now: Instant, observed: &str) -> Option<Talk> {
         match &mut self.state {
             State::Fighting {
-                next_repair,
-                step,
+                since,
                 repairs,
+                last_summary,
+                repairs_at_summary,
                 values,
                 in_spec_since,
-                ..
             } => {
                 *repairs += 1;
-                *step = (*step * 2).min(cap);
-                *next_repair = now + *step;
-                values.insert(observed.to_string());
+                values.add(observed);
                 *in_spec_since = None;
-                None
+                if now.saturating_duration_since(*last_summary) < SUMMARY_EVERY {
+                    return None;
+                }
+                let talk = Talk::Ongoing {
+                    repairs: *repairs,
+                    since_last: *repairs - *repairs_at_summary,
+                    lasted: now.saturating_duration_since(*since),
+                    values: values.clone(),
+                };
+                *last_summary = now;
+                *repairs_at_summary = *repairs;
+                Some(talk)
             }
             State::Calm => {
                 let window = self.interval * WINDOW;
-                self.recent.push_back((now, observed.to_string()));
-                while self
-                    .recent
-                    .front()
-                    .is_some_and(|(t, _)| now.saturating_duration_since(*t) > window)
-                {
+                if self.recent.len() == REPAIRS_FOR_FIGHT {
                     self.recent.pop_front();
                 }
-                if self.recent.len() < REPAIRS_FOR_FIGHT {
+                self.recent.push_back((now, observed.to_string()));
+                let first = self.recent.front().map_or(now, |(t, _)| *t);
+                if self.recent.len() < REPAIRS_FOR_FIGHT
+                    || now.saturating_duration_since(first) > window
+                {
                     return None;
                 }
-                let first = self.recent.front().map_or(now, |(t, _)| *t);
-                let values: BTreeSet<String> = self.recent.iter().map(|(_, v)| v.clone()).collect();
-                let started = Started {
-                    repairs: self.recent.len(),
-                    over: now.saturating_duration_since(first),
-                    values: values.iter().cloned().collect(),
-                };
-                let step = self.interval * 2;
+                let mut values = Values::default();
+                for (_, v) in &self.recent {
+                    values.add(v);
+                }
+                let repairs = self.recent.len();
                 self.state = State::Fighting {
                     since: first,
-                    next_repair: now + step,
-                    step,
-                    repairs: self.recent.len() as u64,
-                    values,
+                    repairs: repairs as u64,
+                    last_summary: now,
+                    repairs_at_summary: repairs as u64,
+                    values: values.clone(),
                     in_spec_since: None,
                 };
                 self.recent.clear();
-                Some(started)
+                Some(Talk::Started {
+                    repairs,
+                    over: now.saturating_duration_since(first),
+                    values,
+                })
             }
         }
     }
 
-    /// The knob had `observed` and was left alone (held back).
-    pub fn held(&mut self, observed: &str) {
+    /// The knob had a wrong value that was not repaired (audit mode, a failed write).
+    pub fn wrong(&mut self, observed: &str) {
         if let State::Fighting {
             values,
             in_spec_since,
             ..
         } = &mut self.state
         {
-            values.insert(observed.to_string());
+            values.add(observed);
             *in_spec_since = None;
         }
     }
@@ -225,49 +297,74 @@ mod tests {
     }
 
     #[test]
-    fn a_fight_backs_off_up_to_the_cap_and_ends_when_calm() {
+    fn a_fight_starts_summarises_at_most_every_ten_minutes_and_ends_when_calm() {
         let t0 = Instant::now();
         let mut c = Contest::new(I);
         assert_eq!(c.repaired(t0, "0"), None);
         assert_eq!(c.repaired(t0 + I, "2"), None);
-        let started = c.repaired(t0 + 2 * I, "0").unwrap();
-        assert_eq!(started.repairs, 3);
-        assert_eq!(started.over, 2 * I);
-        assert_eq!(started.values, ["0", "2"]);
+        let Some(Talk::Started {
+            repairs,
+            over,
+            values,
+        }) = c.repaired(t0 + 2 * I, "0")
+        else {
+            panic!("no start")
+        };
+        assert_eq!(
+            (repairs, over, values.describe()),
+            (3, 2 * I, "0, 2".into())
+        );
         assert!(c.fighting());
 
-        // Held for 2, then 4, 8, ... intervals, never more than 60.
-        let mut now = t0 + 2 * I;
-        let mut holds = Vec::new();
-        for _ in 0..8 {
-            let mut waited = Duration::ZERO;
-            while !c.may_repair(now + waited) {
-                waited += I;
+        // A repair every second for an hour: six summaries, nothing else.
+        let mut talk = Vec::new();
+        for s in 3..3603 {
+            if let Some(t) = c.repaired(t0 + s * I, "0") {
+                talk.push(t);
             }
-            holds.push(waited.as_secs());
-            now += waited;
-            c.repaired(now, "0");
         }
-        assert_eq!(holds, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(talk.len(), 6, "{talk:?}");
+        assert!(matches!(
+            talk[0],
+            Talk::Ongoing {
+                since_last: 600,
+                ..
+            }
+        ));
 
         // Quiet for less than 10 intervals: still on. Then over.
+        let now = t0 + 3602 * I;
         assert_eq!(c.in_spec(now + I), None);
         assert_eq!(c.in_spec(now + 5 * I), None);
         let ended = c.in_spec(now + 11 * I).unwrap();
-        assert_eq!(ended.repairs, 11);
+        assert_eq!(ended.repairs, 3603);
         assert!(!c.fighting());
-        assert!(c.may_repair(now + 11 * I));
     }
 
     #[test]
-    fn drift_seen_while_held_resets_the_calm() {
+    fn memory_is_bounded_whatever_the_neighbour_writes() {
+        let t0 = Instant::now();
+        let mut c = Contest::new(I);
+        for i in 0..100_000u32 {
+            c.repaired(t0 + Duration::from_millis(u64::from(i)), &i.to_string());
+        }
+        let State::Fighting { values, .. } = &c.state else {
+            panic!()
+        };
+        assert_eq!(values.list().len(), MAX_VALUES);
+        assert!(values.describe().ends_with("and 99992 other values"));
+        assert!(c.recent.len() <= REPAIRS_FOR_FIGHT);
+    }
+
+    #[test]
+    fn drift_seen_without_repair_resets_the_calm() {
         let t0 = Instant::now();
         let mut c = Contest::new(I);
         for i in 0..3 {
             c.repaired(t0 + i * I, "0");
         }
         assert_eq!(c.in_spec(t0 + 3 * I), None);
-        c.held("0");
+        c.wrong("0");
         assert_eq!(c.in_spec(t0 + 12 * I), None, "the calm restarted at 12");
         assert!(c.in_spec(t0 + 22 * I).is_some());
     }

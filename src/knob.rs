@@ -181,7 +181,10 @@ impl Knob {
             Err(KnobError {
                 path: at.shown.clone(),
                 op: Op::Verify,
-                cause: Cause::ReadBack(now),
+                cause: Cause::ReadBack {
+                    wrote: self.desired.clone(),
+                    read: now,
+                },
             })
         }
     }
@@ -196,6 +199,13 @@ pub struct Resolved {
     shown: PathBuf,
     /// Open for reading.
     file: File,
+}
+
+impl Resolved {
+    /// The canonical path (what inotify watches).
+    pub fn real(&self) -> &Path {
+        &self.real
+    }
 }
 
 /// The kernel's ways of showing a value, folded to one form: a choice list such as
@@ -296,23 +306,58 @@ const THP_ENABLED: &[&str] = &["always", "madvise", "never"];
 const THP_DEFRAG: &[&str] = &["always", "defer", "defer+madvise", "madvise", "never"];
 const THP_SIZE_ENABLED: &[&str] = &["always", "inherit", "madvise", "never"];
 
+/// Integer sysctls forksafe knows, with the range the kernel takes. The kernel prints them
+/// back in canonical decimal, so a value written any other way (`+1`, `01`) would read back
+/// different and be rewritten at every tick: such values are refused at load.
+const INTEGERS: &[(&str, u64, u64)] = &[
+    ("vm/overcommit_memory", 0, 2),
+    ("vm/overcommit_ratio", 0, i32::MAX as u64),
+    ("vm/overcommit_kbytes", 0, u64::MAX),
+    ("vm/admin_reserve_kbytes", 0, u64::MAX),
+    ("vm/user_reserve_kbytes", 0, u64::MAX),
+    ("vm/swappiness", 0, 200),
+    ("vm/max_map_count", 0, i32::MAX as u64),
+    ("net/core/somaxconn", 0, i32::MAX as u64),
+];
+
+/// Whether `value` is an unsigned integer written the way the kernel prints it.
+fn canonical_uint(value: &str) -> Option<u64> {
+    let digits = value.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = value.len() > 1 && value.starts_with('0');
+    if value.is_empty() || !digits || leading_zero {
+        return None;
+    }
+    value.parse().ok()
+}
+
 /// Values a knob we know can take. Unknown knobs take any non-empty value; the kernel is the
 /// judge (EINVAL) for those.
 fn check_known_value(kind: Kind, rel: &str, value: &str) -> Result<(), String> {
-    let choices = match (kind, rel) {
-        (Kind::Sysctl, "vm/overcommit_memory") => {
-            return match value.parse::<u8>() {
-                Ok(0..=2) => Ok(()),
-                _ => Err(format!(
+    if kind == Kind::Sysctl {
+        if let Some((_, lo, hi)) = INTEGERS.iter().find(|(k, _, _)| *k == rel) {
+            let name = path_to_sysctl_name(rel);
+            return match canonical_uint(value) {
+                Some(v) if (*lo..=*hi).contains(&v) => Ok(()),
+                Some(_) if rel == "vm/overcommit_memory" => Err(format!(
                     "{value:?} is not a valid value; vm.overcommit_memory takes 0, 1 or 2 (forksafe wants 1)"
+                )),
+                Some(_) => Err(format!(
+                    "{value:?} is out of range; {name} takes {lo} to {hi}"
+                )),
+                None => Err(format!(
+                    "{value:?} is not a canonical integer: {name} takes a plain decimal number \
+                     ({lo} to {hi}, no sign, no leading zero), as the kernel prints it back; \
+                     anything else would read back different and be rewritten at every tick"
                 )),
             };
         }
-        (Kind::Sysfs, "kernel/mm/transparent_hugepage/enabled") => THP_ENABLED,
-        (Kind::Sysfs, "kernel/mm/transparent_hugepage/defrag") => THP_DEFRAG,
-        (Kind::Sysfs, r)
-            if r.starts_with("kernel/mm/transparent_hugepage/hugepages-")
-                && r.ends_with("/enabled") =>
+        return Ok(());
+    }
+    let choices = match rel {
+        "kernel/mm/transparent_hugepage/enabled" => THP_ENABLED,
+        "kernel/mm/transparent_hugepage/defrag" => THP_DEFRAG,
+        r if r.starts_with("kernel/mm/transparent_hugepage/hugepages-")
+            && r.ends_with("/enabled") =>
         {
             THP_SIZE_ENABLED
         }
@@ -350,8 +395,13 @@ pub enum Cause {
     NotPermitted(i32),
     /// EINVAL: the kernel refused the value.
     Refused,
-    /// The write went through but the kernel reports this value instead.
-    ReadBack(String),
+    /// The write went through but the kernel reports another value.
+    ReadBack {
+        /// What was written.
+        wrote: String,
+        /// What the kernel reports after the write.
+        read: String,
+    },
     /// Symlinks lead outside the knob's tree, to this path.
     Escape(PathBuf),
     /// Anything else, with its errno (0 when none).
@@ -369,18 +419,33 @@ pub struct KnobError {
     pub cause: Cause,
 }
 
+impl Cause {
+    /// How an operator reads an OS error number, for any file forksafe touches: one
+    /// classification for knob files and the files forksafe writes (`atomic`).
+    pub fn from_errno(errno: i32, op: Op, message: String) -> Cause {
+        use nix::errno::Errno;
+        match Errno::from_raw(errno) {
+            Errno::ENOENT | Errno::ENOTDIR => Cause::Absent,
+            Errno::EROFS | Errno::EACCES | Errno::EPERM => Cause::NotPermitted(errno),
+            Errno::EINVAL if op == Op::Write => Cause::Refused,
+            _ => Cause::Other(errno, message),
+        }
+    }
+
+    /// EROFS, EACCES or EPERM: read-only or not permitted, likely a container or sandbox.
+    pub fn is_not_permitted(&self) -> bool {
+        matches!(self, Cause::NotPermitted(_))
+    }
+}
+
 impl KnobError {
     fn from_io(path: PathBuf, op: Op, e: io::Error) -> KnobError {
         let errno = e.raw_os_error().unwrap_or(0);
-        let cause = match nix::errno::Errno::from_raw(errno) {
-            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => Cause::Absent,
-            nix::errno::Errno::EROFS | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => {
-                Cause::NotPermitted(errno)
-            }
-            nix::errno::Errno::EINVAL if op == Op::Write => Cause::Refused,
-            _ => Cause::Other(errno, e.to_string()),
-        };
-        KnobError { path, op, cause }
+        KnobError {
+            path,
+            op,
+            cause: Cause::from_errno(errno, op, e.to_string()),
+        }
     }
 
     /// The errno behind this error, when there is one (for the journal's `ERRNO` field).
@@ -435,10 +500,10 @@ impl fmt::Display for KnobError {
                 "{what} {path}: the kernel refused the value (EINVAL); check that this kernel \
                  supports it"
             ),
-            Cause::ReadBack(v) => write!(
+            Cause::ReadBack { wrote, read } => write!(
                 f,
-                "{what} {path}: the kernel reports {v:?} after the write; something else may \
-                 be setting it, or the kernel adjusted the value"
+                "{what} {path}: wrote {wrote:?}, the kernel reports {read:?} after the write; \
+                 the kernel adjusted the value or something else set it at once"
             ),
             Cause::Escape(real) => write!(
                 f,
@@ -525,6 +590,15 @@ mod tests {
         assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "2").is_ok());
         // Refused: overcommit_memory only has modes 0, 1 and 2.
         assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "3").is_err());
+        // Refused: the kernel refuses "+1" and prints "01" back as "1".
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "+1").is_err());
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "01").is_err());
+        assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "1 ").is_ok());
+        assert!(Knob::new(Kind::Sysctl, "net.core.somaxconn", "65535").is_ok());
+        // Refused: swappiness tops out at 200.
+        assert!(Knob::new(Kind::Sysctl, "vm.swappiness", "201").is_err());
+        // Unknown integer knobs are the kernel's to judge.
+        assert!(Knob::new(Kind::Sysctl, "vm.dirty_ratio", "+1").is_ok());
         assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "-1").is_err());
         assert!(Knob::new(Kind::Sysctl, "vm.overcommit_memory", "yes").is_err());
         let thp = "kernel/mm/transparent_hugepage/";

@@ -6,13 +6,20 @@
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dbask;
 pub mod doctor;
 pub mod enforce;
 pub mod fight;
+pub mod fsread;
 pub mod knob;
+pub mod legacy;
 pub mod metrics;
+pub mod namespaces;
+pub mod reload;
 pub mod report;
 pub mod root;
+pub mod state;
 pub mod sysctl_d;

@@ -3,14 +3,15 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use forksafe::cli::{Command, Parsed, parse_args};
 use forksafe::config::{ConfigError, Settings};
 use forksafe::enforce::{self, DropinReport, KnobReport, Status};
 use forksafe::root::Root;
-use forksafe::sysctl_d::{Assignment, DropinState, Table};
-use forksafe::{daemon, report};
+use forksafe::state::Contested;
+use forksafe::sysctl_d::Assignment;
+use forksafe::{daemon, reload, report};
 
 /// Everything in spec / the daemon stopped cleanly.
 const EXIT_OK: u8 = 0;
@@ -18,116 +19,6 @@ const EXIT_OK: u8 = 0;
 const EXIT_NOT_OK: u8 = 1;
 /// The config or the command line was refused; nothing was written.
 const EXIT_USAGE: u8 = 2;
-
-const USAGE: &str = "\
-Usage: forksafe [--config PATH] [--root DIR] COMMAND [OPTIONS]
-
-Keeps vm.overcommit_memory and transparent huge pages where fork()-based
-persistence (Redis, Valkey, KeyDB) needs them.
-
-Commands:
-  run               the daemon: enforce, then re-check every interval and repair
-  check [--json]    report every knob, its boot value and the drop-in; change nothing
-  apply [--no-persist]
-                    enforce once and exit; --no-persist: runtime values only, no
-                    sysctl.d drop-in
-  doctor [--json]   can this machine fork its database safely, and if not, why not
-
-Options:
-  --config PATH     config file (default: DIR/etc/forksafe/forksafe.toml, or the
-                    compiled-in default when that does not exist)
-  --root DIR        resolve /proc, /sys and /etc under DIR (default: /)
-  --json            machine-readable output (check, doctor)
-  -h, --help        this text
-  -V, --version     the version
-
-Exit codes: 0 all in spec (doctor: fork-safe), 1 something is not in spec or
-could not be set (doctor: a check failed), 2 the config or the command line was
-refused (nothing was written).
-";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
-    Run,
-    Check,
-    Apply,
-    Doctor,
-}
-
-#[derive(Debug)]
-struct Cli {
-    root: PathBuf,
-    config: Option<PathBuf>,
-    command: Command,
-    json: bool,
-    no_persist: bool,
-}
-
-/// What the arguments asked for: a command, or text to print and leave.
-enum Parsed {
-    Cli(Cli),
-    Print(String),
-}
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut root = None;
-    let mut config = None;
-    let mut command = None;
-    let mut json = false;
-    let mut no_persist = false;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .filter(|v| !v.is_empty())
-                .ok_or(format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Print(USAGE.to_string())),
-            "-V" | "--version" => {
-                return Ok(Parsed::Print(format!(
-                    "forksafe {}\n",
-                    env!("CARGO_PKG_VERSION")
-                )));
-            }
-            "--root" => root = Some(PathBuf::from(value("--root")?)),
-            "--config" | "-c" => config = Some(PathBuf::from(value("--config")?)),
-            "--json" if inline.is_none() => json = true,
-            "--no-persist" if inline.is_none() => no_persist = true,
-            _ if flag.starts_with('-') => return Err(format!("unknown option {arg:?}")),
-            "run" | "check" | "apply" | "doctor" if command.is_none() => {
-                command = Some(match flag.as_str() {
-                    "run" => Command::Run,
-                    "check" => Command::Check,
-                    "doctor" => Command::Doctor,
-                    _ => Command::Apply,
-                });
-            }
-            _ if command.is_some() => return Err(format!("unexpected argument {arg:?}")),
-            _ => return Err(format!("unknown command {arg:?}")),
-        }
-    }
-    let command = command.ok_or("no command given")?;
-    if json && !matches!(command, Command::Check | Command::Doctor) {
-        return Err("--json goes with check or doctor".into());
-    }
-    if no_persist && command != Command::Apply {
-        return Err("--no-persist goes with apply".into());
-    }
-    Ok(Parsed::Cli(Cli {
-        root: root.unwrap_or_else(|| PathBuf::from("/")),
-        config,
-        command,
-        json,
-        no_persist,
-    }))
-}
 
 fn main() -> ExitCode {
     let cli = match parse_args(std::env::args().skip(1)) {
@@ -141,8 +32,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    report::init();
+    report::init(cli.log_format);
     let root = Root::new(&cli.root);
+    if cli.command == Command::Reload {
+        return ExitCode::from(reload::run(&root, cli.config.as_deref(), cli.pid));
+    }
     let settings = match Settings::load(&root, cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => return config_refused(&e),
@@ -158,7 +52,14 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check => check(&root, &settings, cli.json),
         Command::Apply => apply(&root, &settings, cli.no_persist),
-        Command::Doctor => doctor(&root, &settings, cli.json),
+        Command::Doctor => match doctor_auth(cli.password_file.as_deref()) {
+            Ok(auth) => doctor(&root, &settings, cli.json, &auth),
+            Err(e) => {
+                eprintln!("forksafe: {e}");
+                EXIT_USAGE
+            }
+        },
+        Command::Reload => EXIT_USAGE, // handled above
         Command::Run => match daemon::run(root, cli.config.as_deref(), settings) {
             Ok(()) => EXIT_OK,
             Err(e) => {
@@ -182,30 +83,19 @@ fn all_ok(reports: &[KnobReport], dropin: Option<&DropinReport>) -> bool {
     reports.iter().all(|r| r.status() == Status::Ok) && dropin.is_none_or(DropinReport::is_current)
 }
 
-/// What `check` and `apply` prepare before their pass: the drop-in (looked at, or written
-/// when `write`), then the boot values as sysctl.d now says, and every knob's file.
-fn prepare(
-    root: &Root,
-    settings: &Settings,
-    write: bool,
-) -> (Option<DropinReport>, enforce::Boots, enforce::Paths) {
-    let dropin = enforce::persist(root, settings, write);
-    let boots = match dropin {
-        Some(_) => enforce::boots(settings, &Table::read(root)),
-        None => Vec::new(),
-    };
-    (dropin, boots, enforce::resolve(root, settings))
-}
-
 fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
-    let (dropin, boots, paths) = prepare(root, settings, false);
-    let reports = enforce::pass(settings, &paths, false, &boots, &[]);
+    let survey = enforce::survey(root, settings, false);
+    let paths = enforce::resolve(root, settings);
+    let reports = enforce::pass(settings, &paths, false, &survey.boots, &[]);
+    // What the running daemon knows that one look cannot: which knobs are contested.
+    let daemon = forksafe::state::read(root);
+    let contested = daemon.as_ref().map_or(&[][..], |d| &d.contested[..]);
     if json {
-        println!("{}", to_json(root, settings, &reports, dropin.as_ref()));
+        println!("{}", to_json(root, settings, &reports, &survey, contested));
     } else {
-        print!("{}", render(&reports, dropin.as_ref()));
+        print!("{}", render(&reports, &survey, contested));
     }
-    if all_ok(&reports, dropin.as_ref()) {
+    if all_ok(&reports, survey.dropin.as_ref()) {
         EXIT_OK
     } else {
         EXIT_NOT_OK
@@ -217,8 +107,9 @@ fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
     if no_persist {
         settings.dropin = None;
     }
-    let (dropin, boots, paths) = prepare(root, &settings, true);
-    let reports = enforce::pass(&settings, &paths, true, &boots, &[]);
+    let survey = enforce::survey(root, &settings, true);
+    let paths = enforce::resolve(root, &settings);
+    let reports = enforce::pass(&settings, &paths, true, &survey.boots, &[]);
     for r in &reports {
         let k = r.knob;
         match (&r.repair, r.error()) {
@@ -232,28 +123,44 @@ fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {
             (_, None) => println!("{}: already {}", k.name(), k.desired()),
         }
     }
-    if let Some(d) = &dropin {
+    if let Some(d) = &survey.dropin {
         match &d.wrote {
             Some(Ok(_)) => println!("{}: written", d.file.display()),
             _ if d.is_current() => println!("{}: up to date", d.file.display()),
             _ => {}
         }
     }
-    eprint!("{}", notes(&reports, dropin.as_ref()));
-    if all_ok(&reports, dropin.as_ref()) {
+    eprint!("{}", notes(&reports, &survey));
+    if all_ok(&reports, survey.dropin.as_ref()) {
         EXIT_OK
     } else {
         EXIT_NOT_OK
     }
 }
 
-fn doctor(root: &Root, settings: &Settings, json: bool) -> u8 {
-    let checks = forksafe::doctor::diagnose(root, settings);
-    let safe = checks
-        .iter()
-        .all(|c| c.status != forksafe::doctor::Verdict::Fail);
+/// The database password: `--password-file` (first line), else `REDISCLI_AUTH`.
+fn doctor_auth(file: Option<&std::path::Path>) -> Result<forksafe::dbask::Auth, String> {
+    let from_file = match file {
+        None => None,
+        Some(f) => {
+            let text = forksafe::fsread::read_text(f, 64 * 1024)
+                .map_err(|e| format!("--password-file {}: {e}", f.display()))?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        }
+    };
+    Ok(forksafe::dbask::Auth::new(from_file))
+}
+
+fn doctor(root: &Root, settings: &Settings, json: bool, auth: &forksafe::dbask::Auth) -> u8 {
+    use forksafe::doctor::Verdict;
+    let checks = forksafe::doctor::diagnose(root, settings, auth);
+    let safe = checks.iter().all(|c| c.status != Verdict::Fail);
+    let complete = checks.iter().all(|c| c.status != Verdict::Unknown);
     if json {
-        println!("{}", serde_json::json!({ "safe": safe, "checks": checks }));
+        println!(
+            "{}",
+            serde_json::json!({ "safe": safe, "complete": complete, "checks": checks })
+        );
     } else {
         print!("{}", forksafe::doctor::render(&checks));
     }
@@ -264,23 +171,31 @@ fn boot_cell(r: &KnobReport) -> String {
     match &r.boot {
         None => "-".into(),
         Some(b) => match b.value.as_ref().and_then(|a| a.value.as_deref()) {
-            Some(v) => v.to_string(),
-            None => "unset".into(),
+            Some(v) if b.blocked_by.is_none() => forksafe::knob::normalize(v),
+            _ => "unset".into(),
         },
     }
 }
 
+fn contest_of<'a>(contested: &'a [Contested], r: &KnobReport) -> Option<&'a Contested> {
+    contested.iter().find(|c| c.knob == r.knob.name())
+}
+
 /// The human table: knob, desired, current, boot, status; then the notes.
-fn render(reports: &[KnobReport], dropin: Option<&DropinReport>) -> String {
+fn render(reports: &[KnobReport], survey: &enforce::Survey, contested: &[Contested]) -> String {
     let rows: Vec<[String; 5]> = reports
         .iter()
         .map(|r| {
+            let mut status = r.status().as_str().to_string();
+            if contest_of(contested, r).is_some() {
+                status.push_str(", contested");
+            }
             [
                 r.knob.name().to_string(),
                 r.knob.desired().to_string(),
                 r.current().unwrap_or("-").to_string(),
                 boot_cell(r),
-                r.status().as_str().to_string(),
+                status,
             ]
         })
         .collect();
@@ -301,13 +216,24 @@ fn render(reports: &[KnobReport], dropin: Option<&DropinReport>) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    out.push_str(&notes(reports, dropin));
+    out.push_str(&notes(reports, survey));
+    for r in reports {
+        if let Some(c) = contest_of(contested, r) {
+            out.push_str(&format!(
+                "{}: contested: the daemon has repaired it {} times since the fight began; something keeps setting it to {}{}\n",
+                c.knob,
+                c.repairs,
+                c.values.join(", "),
+                c.source.as_ref().map_or(String::new(), |s| format!(" (likely source: {s})"))
+            ));
+        }
+    }
     out
 }
 
-/// What needs saying beyond the table: errors, boot values that are wrong, overrides, and
-/// the drop-in's state.
-fn notes(reports: &[KnobReport], dropin: Option<&DropinReport>) -> String {
+/// What needs saying beyond the table: errors, boot values that are wrong, overrides,
+/// sysctl.d entries that are not files, and the drop-in's state.
+fn notes(reports: &[KnobReport], survey: &enforce::Survey) -> String {
     let mut out = String::new();
     for r in reports {
         let name = r.knob.name();
@@ -315,42 +241,33 @@ fn notes(reports: &[KnobReport], dropin: Option<&DropinReport>) -> String {
             out.push_str(&format!("{name}: {e}\n"));
         }
         let Some(boot) = &r.boot else { continue };
-        if !boot.is_right(r.knob.desired()) {
-            match &boot.value {
-                Some(a) => out.push_str(&format!(
-                    "{name}: the next boot sets {} ({}:{})\n",
-                    a.value.as_deref().unwrap_or(""),
-                    a.file.display(),
-                    a.line
-                )),
-                None => out.push_str(&format!("{name}: nothing sets it at boot\n")),
-            }
+        if !boot.right {
+            out.push_str(&format!("{name}: {}\n", boot.explain()));
         }
         for o in &boot.overrides {
             out.push_str(&format!("{name}: overridden by {o}\n"));
         }
         for o in &boot.shadowed {
             out.push_str(&format!(
-                "{name}: {o}, but forksafe's drop-in outranks it at boot (it applies again without the drop-in)\n"
+                "{name}: {o}, but loses at boot to {} (it applies again if that goes)\n",
+                boot.value
+                    .as_ref()
+                    .map_or("nothing".to_string(), |w| format!(
+                        "{}:{}",
+                        w.file.display(),
+                        w.line
+                    ))
             ));
         }
     }
-    if let Some(d) = dropin {
-        let file = d.file.display();
-        let state = match (&d.wrote, &d.before) {
-            (Some(Err(e)), _) => Some(e.to_string()),
-            (Some(Ok(_)), _) | (None, DropinState::Current) => None,
-            (None, DropinState::Missing) => Some("missing; `forksafe apply` writes it".into()),
-            (None, DropinState::Outdated) => Some("out of date; `forksafe apply` rewrites it".into()),
-            (None, DropinState::Foreign) => Some(
-                "exists without forksafe's header: not ours, left alone; move it away or set [sysctl_d] file".into(),
-            ),
-            (None, DropinState::Symlink) => Some("is a symlink; forksafe never writes through one".into()),
-            (None, DropinState::Unreadable(e)) => Some(format!("cannot be read: {e}")),
-        };
-        if let Some(state) = state {
-            out.push_str(&format!("drop-in {file}: {state}\n"));
-        }
+    for s in &survey.table.skipped {
+        out.push_str(&format!("sysctl.d: {} is {}\n", s.file.display(), s.why));
+    }
+    for (file, e) in &survey.table.unreadable {
+        out.push_str(&format!("sysctl.d: cannot read {}: {e}\n", file.display()));
+    }
+    if let Some(problem) = survey.dropin.as_ref().and_then(|d| d.problem(false)) {
+        out.push_str(&format!("drop-in: {problem}\n"));
     }
     out
 }
@@ -363,7 +280,8 @@ fn to_json(
     root: &Root,
     settings: &Settings,
     reports: &[KnobReport],
-    dropin: Option<&DropinReport>,
+    survey: &enforce::Survey,
+    contested: &[Contested],
 ) -> serde_json::Value {
     let knobs: Vec<serde_json::Value> = reports
         .iter()
@@ -376,12 +294,18 @@ fn to_json(
                 "current": r.current(),
                 "status": r.status().as_str(),
                 "error": r.error().map(|e| e.to_string()),
+                "contested": contest_of(contested, r).map(|c| serde_json::json!({
+                    "repairs": c.repairs,
+                    "values": c.values,
+                    "source": c.source,
+                })),
             });
             if let (Some(boot), Some(obj)) = (&r.boot, v.as_object_mut()) {
                 obj.insert(
                     "boot".into(),
                     boot.value
                         .as_ref()
+                        .filter(|_| boot.blocked_by.is_none())
                         .map_or(serde_json::Value::Null, assignment_json),
                 );
                 obj.insert(
@@ -396,54 +320,19 @@ fn to_json(
             v
         })
         .collect();
+    let skipped: Vec<serde_json::Value> = survey
+        .table
+        .skipped
+        .iter()
+        .map(|s| serde_json::json!({"file": s.file, "why": s.why}))
+        .collect();
     serde_json::json!({
         "config": settings.source.to_string(),
         "knobs": knobs,
-        "dropin": dropin.map(|d| serde_json::json!({
+        "sysctl_d_skipped": skipped,
+        "dropin": survey.dropin.as_ref().map(|d| serde_json::json!({
             "file": d.file,
             "status": if d.is_current() { "ok" } else { d.before.as_str() },
         })),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Parsed, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
-    }
-
-    #[test]
-    fn options_anywhere() {
-        let Ok(Parsed::Cli(c)) = parse(&["check", "--root", "/tmp/r", "--json"]) else {
-            panic!()
-        };
-        assert_eq!(
-            (c.command, c.json, c.root),
-            (Command::Check, true, "/tmp/r".into())
-        );
-        let Ok(Parsed::Cli(c)) = parse(&["--config=/x.toml", "apply"]) else {
-            panic!()
-        };
-        assert_eq!(c.config, Some("/x.toml".into()));
-    }
-
-    #[test]
-    fn refused_arguments() {
-        // Refused: each of these is a typo an operator must hear about.
-        for args in [
-            &[][..],
-            &["frobnicate"],
-            &["check", "apply"],
-            &["check", "--verbose"],
-            &["apply", "--json"],
-            &["run", "--json"],
-            &["check", "--no-persist"],
-            &["check", "--root"],
-            &["check", "--root="],
-        ] {
-            assert!(parse(args).is_err(), "{args:?} accepted");
-        }
-    }
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::enforce::{KnobReport, Status};
+use crate::enforce::Status;
 
 /// What the daemon counts per knob.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,8 +24,8 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The metrics file for these reports and counters (one per knob, same order).
-pub fn render(reports: &[KnobReport], counters: &[Counters]) -> String {
+/// The metrics file for these knobs: (name, status, counters) each.
+pub fn render(knobs: &[(&str, Status, Counters)]) -> String {
     let mut out = String::new();
     let families: [(&str, &str, &str); 4] = [
         (
@@ -52,8 +52,8 @@ pub fn render(reports: &[KnobReport], counters: &[Counters]) -> String {
     for (i, (name, kind, help)) in families.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (r, c) in reports.iter().zip(counters) {
-            let status = r.status();
+        for (knob, status, c) in knobs {
+            let status = *status;
             let value = match i {
                 0 => u64::from(matches!(status, Status::Ok | Status::BootDrift)),
                 1 => u64::from(status == Status::BootDrift),
@@ -63,7 +63,7 @@ pub fn render(reports: &[KnobReport], counters: &[Counters]) -> String {
                     .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_secs()),
             };
-            let _ = writeln!(out, "{name}{{knob=\"{}\"}} {value}", label(r.knob.name()));
+            let _ = writeln!(out, "{name}{{knob=\"{}\"}} {value}", label(knob));
         }
     }
     out

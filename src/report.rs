@@ -1,15 +1,27 @@
 //! Reporting: every event goes to the journal as a structured entry (with a fixed
-//! `MESSAGE_ID` per kind of event) when forksafe runs under systemd, or as one plain line on
-//! stderr otherwise; and the three sd_notify messages the daemon sends.
+//! `MESSAGE_ID` per kind of event) when forksafe runs under systemd, or as one line on stderr
+//! otherwise (plain text, or with `--log-format json` one JSON object per line carrying the
+//! same fields); and the sd_notify messages the daemon sends.
+//!
+//! Nothing here may block the daemon's loop. Journal entries are sent on our own
+//! non-blocking datagram socket with journald's native protocol: an entry journald has no
+//! room for is dropped and counted, and the count is said once the journal takes entries
+//! again. (The systemd-journal-logger crate sends on a blocking socket that cannot be made
+//! non-blocking from outside, so a stalled journald would stall the daemon.)
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use log::{Level, Log, Metadata, Record};
 use sd_notify::NotifyState;
-use systemd_journal_logger::JournalLog;
+
+/// journald's native socket.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// The kinds of event forksafe reports. Each has its own `MESSAGE_ID` and an entry in
 /// `packaging/forksafe.catalog`.
@@ -29,14 +41,16 @@ pub enum EventKind {
     DriftDetected,
     /// The knob does not exist on this kernel.
     KnobAbsent,
-    /// A sysctl.d assignment would undo a knob at the next boot.
+    /// A sysctl.d assignment (or the lack of one) would undo a knob at the next boot.
     BootOverride,
     /// The managed sysctl.d drop-in was (re)written.
     DropinWritten,
     /// A file sits at the drop-in's path without forksafe's header; left alone.
     DropinForeign,
-    /// Something keeps setting a knob back; forksafe backs off that knob.
+    /// Something keeps setting a knob back: the fight starts (it is still repaired).
     FightDetected,
+    /// A fight goes on: the summary, at most every 10 minutes.
+    FightOngoing,
     /// A knob that was failing, drifting or fought over is in spec again, or an override
     /// is gone.
     BackInSpec,
@@ -57,6 +71,7 @@ impl EventKind {
             EventKind::DropinWritten => "c369b56c4f4c4615ae61888dc110721c",
             EventKind::DropinForeign => "9e676a0337a440559ee0182e5519111b",
             EventKind::FightDetected => "3a69a71df52941a586f35b12362f6799",
+            EventKind::FightOngoing => "000e289e8ee849e59680a2ff361b68b3",
             EventKind::BackInSpec => "b60bd663bb304d83919a830e837a028f",
         }
     }
@@ -72,7 +87,8 @@ impl EventKind {
             | EventKind::KnobAbsent
             | EventKind::BootOverride
             | EventKind::DropinForeign
-            | EventKind::FightDetected => Level::Warn,
+            | EventKind::FightDetected
+            | EventKind::FightOngoing => Level::Warn,
             EventKind::RepairFailed | EventKind::ConfigRejected => Level::Error,
         }
     }
@@ -112,25 +128,185 @@ impl Event {
 
     /// Log it.
     pub fn emit(self) {
-        let mut kvs: Vec<(&str, &str)> = Vec::with_capacity(self.fields.len() + 1);
-        kvs.push(("MESSAGE_ID", self.kind.message_id()));
-        kvs.extend(self.fields.iter().map(|(k, v)| (*k, v.as_str())));
-        log::logger().log(
-            &Record::builder()
-                .level(self.kind.level())
-                .target("forksafe")
-                .args(format_args!("{}", self.message))
-                .key_values(&kvs)
-                .build(),
-        );
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(self.fields.len() + 1);
+        fields.push(("MESSAGE_ID", self.kind.message_id()));
+        fields.extend(self.fields.iter().map(|(k, v)| (*k, v.as_str())));
+        write(self.kind.level(), &self.message, &fields);
     }
 }
 
-/// The logger: the journal when stderr is connected to it, else stderr. A record the
-/// journal does not take (socket gone) goes to stderr instead of being lost.
-struct Reporter {
-    journal: Option<JournalLog>,
+/// How lines go to stderr when the journal is not in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `forksafe: info: message`.
+    Text,
+    /// One JSON object per line: `MESSAGE`, `PRIORITY`, `MESSAGE_ID`, `KNOB`, ...
+    Json,
 }
+
+/// Where entries go.
+enum Target {
+    /// journald's native socket (stderr is connected to the journal).
+    Journal(UnixDatagram),
+    /// stderr, as text or JSON.
+    Stderr(Format),
+}
+
+struct Sink {
+    target: Target,
+    /// Entries journald had no room for since the last one it took.
+    dropped: u64,
+}
+
+static SINK: OnceLock<Mutex<Sink>> = OnceLock::new();
+
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// journald's native format: `KEY=value\n`, or for a value with a newline `KEY\n`, its
+/// length as 64-bit little endian, the value, `\n`.
+fn journal_entry(level: Level, message: &str, fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let priority = syslog_priority(level).to_string();
+    let base = [
+        ("PRIORITY", priority.as_str()),
+        ("SYSLOG_IDENTIFIER", "forksafe"),
+        ("MESSAGE", message),
+    ];
+    for (k, v) in base.iter().chain(fields) {
+        out.extend_from_slice(k.as_bytes());
+        if v.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            out.extend_from_slice(v.as_bytes());
+        } else {
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The time as RFC 3339 in UTC, for JSON lines (`2026-11-22T10:04:05.123Z`).
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+fn stderr_line(format: Format, level: Level, message: &str, fields: &[(&str, &str)]) {
+    let line = match format {
+        Format::Text => {
+            let level = match level {
+                Level::Error => "error",
+                Level::Warn => "warning",
+                Level::Info => "info",
+                Level::Debug | Level::Trace => "debug",
+            };
+            format!("forksafe: {level}: {message}")
+        }
+        Format::Json => {
+            let mut obj = serde_json::Map::new();
+            obj.insert("TIMESTAMP".into(), rfc3339_now().into());
+            obj.insert("PRIORITY".into(), syslog_priority(level).into());
+            obj.insert("SYSLOG_IDENTIFIER".into(), "forksafe".into());
+            obj.insert("MESSAGE".into(), message.into());
+            for (k, v) in fields {
+                obj.insert((*k).to_string(), (*v).into());
+            }
+            serde_json::Value::Object(obj).to_string()
+        }
+    };
+    // A failed write to stderr has nowhere better to go; never panic over it.
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Send one entry to wherever entries go. Never blocks on journald.
+fn write(level: Level, message: &str, fields: &[(&str, &str)]) {
+    if level > log::max_level() {
+        return;
+    }
+    let Some(sink) = SINK.get() else {
+        stderr_line(Format::Text, level, message, fields);
+        return;
+    };
+    let mut sink = match sink.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let sent = match &sink.target {
+        Target::Stderr(format) => {
+            stderr_line(*format, level, message, fields);
+            return;
+        }
+        Target::Journal(sock) => {
+            sock.send_to(&journal_entry(level, message, fields), JOURNAL_SOCKET)
+        }
+    };
+    match sent {
+        Ok(_) if sink.dropped > 0 => {
+            let note = format!(
+                "journald was not taking entries: {} were dropped rather than wait for it",
+                sink.dropped
+            );
+            if let Target::Journal(sock) = &sink.target {
+                if sock
+                    .send_to(&journal_entry(Level::Warn, &note, &[]), JOURNAL_SOCKET)
+                    .is_ok()
+                {
+                    sink.dropped = 0;
+                }
+            }
+        }
+        Ok(_) => {}
+        // journald's queue is full (or it is stalled): drop, count, never wait.
+        Err(e)
+            if matches!(e.kind(), io::ErrorKind::WouldBlock)
+                || e.raw_os_error() == Some(nix::libc::ENOBUFS) =>
+        {
+            sink.dropped += 1;
+        }
+        // No journald at all: stderr is a better place than nowhere.
+        Err(_) => stderr_line(Format::Text, level, message, fields),
+    }
+}
+
+/// Entries dropped because journald did not take them (for tests and the status).
+pub fn dropped() -> u64 {
+    SINK.get()
+        .and_then(|s| s.lock().ok().map(|s| s.dropped))
+        .unwrap_or(0)
+}
+
+/// The `log` crate's lines (those without an event kind) take the same way.
+struct Reporter;
 
 impl Log for Reporter {
     fn enabled(&self, metadata: &Metadata) -> bool {
@@ -138,46 +314,48 @@ impl Log for Reporter {
     }
 
     fn log(&self, record: &Record) {
-        if !self.enabled(record.metadata()) {
-            return;
+        if self.enabled(record.metadata()) {
+            write(record.level(), &record.args().to_string(), &[]);
         }
-        if let Some(journal) = &self.journal {
-            if journal.journal_send(record).is_ok() {
-                return;
-            }
-        }
-        let level = match record.level() {
-            Level::Error => "error",
-            Level::Warn => "warning",
-            Level::Info => "info",
-            Level::Debug | Level::Trace => "debug",
-        };
-        // A failed write to stderr has nowhere better to go; never panic over it.
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "forksafe: {level}: {}",
-            record.args()
-        );
     }
 
     fn flush(&self) {}
 }
 
-/// Install the logger. `FORKSAFE_LOG=debug` adds debug lines.
-pub fn init() {
-    let journal = if systemd_journal_logger::connected_to_journal() {
-        JournalLog::new()
-            .ok()
-            .map(|j| j.with_syslog_identifier("forksafe".to_string()))
-    } else {
-        None
+/// Whether stderr is connected to the journal (`JOURNAL_STREAM` names its device and inode).
+fn connected_to_journal() -> bool {
+    let Ok(st) = nix::sys::stat::fstat(io::stderr().as_fd()) else {
+        return false;
     };
+    std::env::var("JOURNAL_STREAM").is_ok_and(|v| v == format!("{}:{}", st.st_dev, st.st_ino))
+}
+
+fn journal_socket() -> Option<UnixDatagram> {
+    if !Path::new(JOURNAL_SOCKET).exists() {
+        return None;
+    }
+    let sock = UnixDatagram::unbound().ok()?;
+    sock.set_nonblocking(true).ok()?;
+    Some(sock)
+}
+
+/// Install the logger. `FORKSAFE_LOG=debug` adds debug lines. With `Format::Text`, entries
+/// go to the journal when stderr is connected to it; with `Format::Json`, always to stderr.
+pub fn init(format: Format) {
+    let target = match format {
+        Format::Text if connected_to_journal() => match journal_socket() {
+            Some(sock) => Target::Journal(sock),
+            None => Target::Stderr(Format::Text),
+        },
+        f => Target::Stderr(f),
+    };
+    let _ = SINK.set(Mutex::new(Sink { target, dropped: 0 }));
     let level = match std::env::var("FORKSAFE_LOG").as_deref() {
         Ok("debug") => log::LevelFilter::Debug,
         Ok("warn") => log::LevelFilter::Warn,
         _ => log::LevelFilter::Info,
     };
-    if log::set_boxed_logger(Box::new(Reporter { journal })).is_ok() {
+    if log::set_logger(&Reporter).is_ok() {
         log::set_max_level(level);
     }
 }
@@ -278,6 +456,25 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_entries_use_the_native_format() {
+        let e = journal_entry(Level::Warn, "two\nlines", &[("KNOB", "vm.x")]);
+        let mut want = b"PRIORITY=4\nSYSLOG_IDENTIFIER=forksafe\nMESSAGE\n".to_vec();
+        want.extend_from_slice(&9u64.to_le_bytes());
+        want.extend_from_slice(b"two\nlines\nKNOB=vm.x\n");
+        assert_eq!(e, want);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = rfc3339_now();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(
+            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+            "{t}"
+        );
+    }
 
     #[test]
     fn notify_reaches_abstract_and_path_sockets_and_never_blocks() {

@@ -25,9 +25,9 @@
 
 use std::fmt;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::fsread;
 use crate::root::Root;
 
 /// systemd-sysctl's directories, highest precedence first (relative to the root).
@@ -175,6 +175,23 @@ pub fn parse(bytes: &[u8], file: &Path) -> Vec<Assignment> {
     out
 }
 
+/// Whether assignment key `pattern` (normalised; explicit or a glob) applies to `key`.
+fn applies(pattern: &str, key: &str) -> bool {
+    pattern == key || (is_glob(pattern) && glob_match(pattern, key))
+}
+
+/// A directory entry systemd-sysctl lists but that forksafe does not read as a file: it still
+/// takes its name (masks same-named files in lower directories) and sets nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path on the system.
+    pub file: PathBuf,
+    /// What it is and what systemd-sysctl does with it.
+    pub why: String,
+    /// systemd-sysctl blocks on it at boot (a FIFO): it then applies nothing at all.
+    pub blocks_boot: bool,
+}
+
 /// systemd-sysctl's table after reading every file: one entry per key, in the order
 /// systemd applies them.
 #[derive(Debug, Default, Clone)]
@@ -186,6 +203,48 @@ pub struct Table {
     sysctl_conf: Vec<Assignment>,
     /// Files that could not be read: (path, error).
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Entries that are not regular files (FIFOs, directories, devices, oversized files).
+    pub skipped: Vec<Skipped>,
+}
+
+/// What the next boot does to one sysctl key: the judgement `check`, `apply`, the daemon,
+/// `doctor` and the metrics all use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    /// The assignment systemd-sysctl applies at the next boot, if any.
+    pub value: Option<Assignment>,
+    /// Whether the next boot ends with the desired value (compared like runtime values).
+    pub right: bool,
+    /// What keeps the next boot from the desired value: the assignment that wins in
+    /// sysctl.d (a value or a `-key` exclusion) when it differs and is not the drop-in; and
+    /// the `/etc/sysctl.conf` line procps' `sysctl --system` applies last, when it differs.
+    pub overrides: Vec<Assignment>,
+    /// Assignments that differ but do not win: harmless now, they apply again if what wins
+    /// goes (the drop-in, most often).
+    pub shadowed: Vec<Assignment>,
+    /// A file that makes systemd-sysctl apply nothing at the next boot (it blocks on it).
+    pub blocked_by: Option<PathBuf>,
+}
+
+impl Boot {
+    /// What the next boot does, as a sentence: "the next boot sets 2 (file:line)".
+    pub fn explain(&self) -> String {
+        match (&self.blocked_by, &self.value) {
+            (Some(f), _) => format!(
+                "the next boot sets nothing from sysctl.d: systemd-sysctl blocks reading {} (a FIFO) and applies no file",
+                f.display()
+            ),
+            (None, Some(a)) => format!(
+                "the next boot sets {} ({}:{})",
+                a.value.as_deref().unwrap_or(""),
+                a.file.display(),
+                a.line
+            ),
+            (None, None) => {
+                "nothing sets it at boot (no sysctl.d file does; the kernel default stays)".into()
+            }
+        }
+    }
 }
 
 impl Table {
@@ -209,96 +268,168 @@ impl Table {
         }
     }
 
-    /// Read every sysctl.d file under `root`, as the next boot will.
+    /// Read every sysctl.d file under `root`, as the next boot will, and `/etc/sysctl.conf`.
+    /// Every file goes through [`fsread::read`]: nothing here can block.
     pub fn read(root: &Root) -> Table {
         let mut all = Vec::new();
         let mut unreadable = Vec::new();
-        for (shown, real) in list_files(root) {
-            match fs::read(&real) {
-                Ok(bytes) => all.extend(parse(&bytes, &shown)),
-                // A dangling link masks and sets nothing, as in systemd.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => unreadable.push((shown, e.to_string())),
+        let mut skipped = Vec::new();
+        for entry in list_files(root) {
+            match entry {
+                Listed::File { shown, real } => match fsread::read(&real, fsread::CONFIG_LIMIT) {
+                    Ok(bytes) => all.extend(parse(&bytes, &shown)),
+                    // A dangling link masks and sets nothing, as in systemd.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e @ fsread::ReadError::TooLarge { .. }) => skipped.push(Skipped {
+                        file: shown,
+                        why: format!("{e} (systemd-sysctl reads it; forksafe cannot judge it)"),
+                        blocks_boot: false,
+                    }),
+                    Err(fsread::ReadError::NotRegular(kind)) => {
+                        // Replaced between listing and reading: judge it next time.
+                        unreadable.push((shown, format!("became a {kind} while being read")));
+                    }
+                    Err(e) => unreadable.push((shown, e.to_string())),
+                },
+                Listed::Masked => {}
+                Listed::Skipped(s) => skipped.push(s),
             }
         }
         let mut table = Table::from_assignments(all);
         table.unreadable = unreadable;
+        table.skipped = skipped;
         if let Some(conf) = root.join(SYSCTL_CONF) {
-            if let Ok(bytes) = fs::read(conf) {
+            if let Ok(bytes) = fsread::read(&conf, fsread::CONFIG_LIMIT) {
                 table.sysctl_conf = parse(&bytes, Path::new(SYSCTL_CONF));
             }
         }
         table
     }
 
-    /// The assignment the next boot applies to `key` (normalised), if any.
-    pub fn effective(&self, key: &str) -> Option<&Assignment> {
+    /// The entry that decides `key` at boot: its explicit entry (which may be a `-key`
+    /// exclusion), else the last glob that matches it.
+    fn winner(&self, key: &str) -> Option<&Assignment> {
         if let Some(e) = self.entries.iter().find(|e| e.key == key) {
-            // An explicit key beats every glob; `-key` leaves it unset.
-            return e.value.as_ref().map(|_| e);
+            return Some(e);
         }
         self.entries
             .iter()
             .rfind(|e| e.value.is_some() && is_glob(&e.key) && glob_match(&e.key, key))
     }
 
-    /// Where in reading order `ours` (the managed drop-in) assigns `desired` to `key`.
-    fn ours_at(&self, key: &str, desired: &str, ours: Option<&Path>) -> Option<usize> {
-        ours.and_then(|o| {
-            self.history
-                .iter()
-                .rposition(|a| a.key == key && a.file == o && a.value.as_deref() == Some(desired))
-        })
-    }
-
-    /// The assignments that keep `key` from booting with `desired`: each one that differs
-    /// and would win over `ours` (the managed drop-in, when it assigns the key); plus any
-    /// `/etc/sysctl.conf` line that differs, which procps' `sysctl --system` applies last.
-    pub fn overrides(&self, key: &str, desired: &str, ours: Option<&Path>) -> Vec<&Assignment> {
-        let differs = |a: &&Assignment| a.value.as_deref() != Some(desired);
-        let mut out: Vec<&Assignment> = match self.ours_at(key, desired, ours) {
-            // Only an explicit assignment (or exclusion) read after ours replaces ours.
-            Some(at) => self
-                .history
-                .iter()
-                .skip(at + 1)
-                .filter(|a| a.key == key)
-                .filter(differs)
-                .collect(),
-            // Without ours, whatever the boot applies is the override, if it differs.
-            None => self.effective(key).into_iter().filter(differs).collect(),
-        };
-        out.extend(
-            self.sysctl_conf
-                .iter()
-                .filter(|a| a.key == key || (is_glob(&a.key) && glob_match(&a.key, key)))
-                .filter(differs),
-        );
-        out
-    }
-
-    /// Assignments of `key` that differ from `desired` but lose to `ours` at boot (read
-    /// before it, or globs, which never beat an explicit key). Harmless while the drop-in
-    /// is there; they apply again if it goes.
-    pub fn shadowed(&self, key: &str, desired: &str, ours: Option<&Path>) -> Vec<&Assignment> {
-        let Some(at) = self.ours_at(key, desired, ours) else {
-            return Vec::new();
-        };
+    /// Every assignment of `key` (explicit or by a glob), in sysctl.d in reading order, then
+    /// in `/etc/sysctl.conf`.
+    pub fn assignments_for(&self, key: &str) -> Vec<&Assignment> {
         self.history
             .iter()
-            .enumerate()
-            .filter(|(i, a)| {
-                let explicit_later = *i > at && a.key == key; // those are overrides
-                let matches = a.key == key || (is_glob(&a.key) && glob_match(&a.key, key));
-                matches && !explicit_later && a.value.as_deref() != Some(desired)
-            })
-            .map(|(_, a)| a)
+            .chain(&self.sysctl_conf)
+            .filter(|a| applies(&a.key, key))
             .collect()
+    }
+
+    /// The assignment the next boot applies to `key` (normalised), if any.
+    pub fn effective(&self, key: &str) -> Option<&Assignment> {
+        self.winner(key).filter(|a| a.value.is_some())
+    }
+
+    /// What the next boot does to `key`, against `desired` (a normalised value). `ours` is
+    /// the managed drop-in, when there is one: the boot value may come from it, but it is
+    /// never its own override.
+    pub fn judge(&self, key: &str, desired: &str, ours: Option<&Path>) -> Boot {
+        let same = |a: &Assignment| {
+            a.value.as_deref().map(crate::knob::normalize).as_deref() == Some(desired)
+        };
+        let blocked_by = self
+            .skipped
+            .iter()
+            .find(|s| s.blocks_boot)
+            .map(|s| s.file.clone());
+        let winner = if blocked_by.is_some() {
+            None
+        } else {
+            self.winner(key)
+        };
+        let value = winner.filter(|a| a.value.is_some()).cloned();
+        let right = value.as_ref().is_some_and(same);
+        let mut overrides: Vec<Assignment> = winner
+            .filter(|w| !same(w) && Some(w.file.as_path()) != ours)
+            .cloned()
+            .into_iter()
+            .collect();
+        // procps applies /etc/sysctl.conf last; its last line for the key is what counts.
+        if let Some(last) = self.sysctl_conf.iter().rfind(|a| applies(&a.key, key)) {
+            if !same(last) {
+                overrides.push(last.clone());
+            }
+        }
+        let shadowed = self
+            .history
+            .iter()
+            .filter(|a| applies(&a.key, key) && !same(a))
+            .filter(|a| winner != Some(*a))
+            .cloned()
+            .collect();
+        Boot {
+            value,
+            right,
+            overrides,
+            shadowed,
+            blocked_by,
+        }
     }
 }
 
-/// The files systemd-sysctl reads, in order: (path on the system, path under the root).
-pub fn list_files(root: &Root) -> Vec<(PathBuf, PathBuf)> {
+/// One name systemd-sysctl lists, after masking by name across directories.
+#[derive(Debug)]
+pub enum Listed {
+    /// A file to read: (path on the system, path under the root).
+    File {
+        /// The path on the system.
+        shown: PathBuf,
+        /// The path under the root.
+        real: PathBuf,
+    },
+    /// A link to `/dev/null` or an empty file: masks, sets nothing.
+    Masked,
+    /// Not a regular file.
+    Skipped(Skipped),
+}
+
+/// What systemd-sysctl does with an entry that is not a regular file, by its mode.
+fn not_regular(shown: &Path, md: &fs::Metadata) -> Option<Skipped> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let ft = md.file_type();
+    if ft.is_file() {
+        return None;
+    }
+    let kind = fsread::kind_of(md.mode());
+    let (why, blocks_boot) = if ft.is_fifo() {
+        (
+            "a FIFO: systemd-sysctl blocks opening it at boot and applies no sysctl.d file until it is killed; remove it".to_string(),
+            true,
+        )
+    } else if ft.is_dir() {
+        (
+            "a directory: it masks same-named files in lower directories, and systemd-sysctl fails to read it".to_string(),
+            false,
+        )
+    } else {
+        (
+            format!("a {kind}: forksafe does not read it; remove it"),
+            false,
+        )
+    };
+    Some(Skipped {
+        file: shown.to_path_buf(),
+        why,
+        blocks_boot,
+    })
+}
+
+/// The names systemd-sysctl reads, in order, each classified. Nothing is opened: a FIFO is
+/// seen by its mode, never read.
+pub fn list_files(root: &Root) -> Vec<Listed> {
+    use std::os::unix::fs::FileTypeExt;
     let mut seen_dirs: Vec<PathBuf> = Vec::new();
     let mut files: Vec<(String, PathBuf, PathBuf)> = Vec::new();
     for dir in DIRS {
@@ -331,8 +462,22 @@ pub fn list_files(root: &Root) -> Vec<(PathBuf, PathBuf)> {
     files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     files
         .into_iter()
-        .map(|(_, shown, real)| (shown, real))
+        .map(|(_, shown, real)| match fs::metadata(&real) {
+            // Dangling: read (and found missing) like systemd does.
+            Err(_) => Listed::File { shown, real },
+            Ok(md) if md.file_type().is_char_device() && is_dev_null(&md) => Listed::Masked,
+            Ok(md) if md.file_type().is_file() && md.len() == 0 => Listed::Masked,
+            Ok(md) => match not_regular(&shown, &md) {
+                Some(s) => Listed::Skipped(s),
+                None => Listed::File { shown, real },
+            },
+        })
         .collect()
+}
+
+fn is_dev_null(md: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    md.rdev() == nix::sys::stat::makedev(1, 3)
 }
 
 /// systemd's `hidden_or_backup_file()` (for names that already end in `.conf`, only the
@@ -522,12 +667,13 @@ fn class_match(p: &[u8], c: Option<u8>) -> Option<(bool, &[u8])> {
     }
 }
 
-/// The managed drop-in: its content for these settings.
+/// The managed drop-in: its content for these settings. It depends on the knobs alone, not
+/// on which config file named them: `check --config` on a copy of the config, `apply` and
+/// the daemon all agree on what the drop-in should hold.
 pub fn render(settings: &crate::config::Settings) -> String {
     let mut out = format!(
-        "{HEADER_PREFIX} from {}: edits are overwritten.\n\
-         # Change the [sysctl] section of the config instead (or set [sysctl_d] manage = false).\n",
-        settings.source
+        "{HEADER_PREFIX}: edits are overwritten.\n\
+         # Change the [sysctl] section of forksafe's config instead (or set [sysctl_d] manage = false).\n"
     );
     for k in settings
         .knobs
@@ -576,15 +722,17 @@ pub fn inspect(root: &Root, path: &Path, expected: &str) -> DropinState {
         return DropinState::Unreadable("path escapes the root".into());
     };
     match fs::symlink_metadata(&real) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return DropinState::Missing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DropinState::Missing,
         Err(e) => return DropinState::Unreadable(e.to_string()),
         Ok(md) if md.file_type().is_symlink() => return DropinState::Symlink,
         Ok(_) => {}
     }
-    match fs::read(&real) {
+    match fsread::read(&real, fsread::CONFIG_LIMIT) {
         Ok(bytes) if bytes == expected.as_bytes() => DropinState::Current,
         Ok(bytes) if bytes.starts_with(HEADER_PREFIX.as_bytes()) => DropinState::Outdated,
         Ok(_) => DropinState::Foreign,
+        // Not a regular file (a FIFO, a directory): not ours, never replaced.
+        Err(fsread::ReadError::NotRegular(_)) => DropinState::Foreign,
         Err(e) => DropinState::Unreadable(e.to_string()),
     }
 }
@@ -704,8 +852,9 @@ mod tests {
     }
 
     #[test]
-    fn overrides_are_what_beats_ours() {
+    fn overrides_are_what_wins() {
         let ours = Path::new("/etc/sysctl.d/99-zz-forksafe.conf");
+        let key = "vm/overcommit_memory";
         let mut all = parse(
             b"vm.overcommit_memory = 0\n",
             Path::new("/usr/lib/sysctl.d/50-a.conf"),
@@ -716,31 +865,66 @@ mod tests {
             Path::new("/etc/sysctl.d/zz-glob.conf"),
         ));
         let t = Table::from_assignments(all.clone());
-        // Before ours, or a glob after ours: no override.
-        assert!(
-            t.overrides("vm/overcommit_memory", "1", Some(ours))
-                .is_empty()
-        );
-        assert_eq!(t.effective("vm/overcommit_memory").unwrap().file, ours);
+        // Before ours, or a glob after ours: they lose, so they are shadowed, not overrides.
+        let b = t.judge(key, "1", Some(ours));
+        assert!(b.right && b.overrides.is_empty(), "{b:?}");
+        assert_eq!(b.value.unwrap().file, ours);
+        assert_eq!(b.shadowed.len(), 2);
 
         all.extend(parse(
             b"\nvm.overcommit_memory = 2\n",
             Path::new("/etc/sysctl.d/zz-late.conf"),
         ));
-        let t = Table::from_assignments(all);
-        let o = t.overrides("vm/overcommit_memory", "1", Some(ours));
-        assert_eq!(o.len(), 1);
+        let t = Table::from_assignments(all.clone());
+        let b = t.judge(key, "1", Some(ours));
+        assert!(!b.right);
+        assert_eq!(b.overrides.len(), 1);
         assert_eq!(
-            (o[0].file.to_str(), o[0].line),
+            (b.overrides[0].file.to_str(), b.overrides[0].line),
             (Some("/etc/sysctl.d/zz-late.conf"), 2)
         );
-        assert_eq!(
-            t.effective("vm/overcommit_memory")
-                .unwrap()
-                .value
-                .as_deref(),
-            Some("2")
+
+        // zz-a sets 2, then zz-b sets 1 after ours: 1 wins, nothing overrides us, and the
+        // file named is the one that wins.
+        all.extend(parse(
+            b"vm.overcommit_memory = 1\n",
+            Path::new("/etc/sysctl.d/zz-m.conf"),
+        ));
+        let t = Table::from_assignments(all);
+        let b = t.judge(key, "1", Some(ours));
+        assert!(b.right && b.overrides.is_empty(), "{b:?}");
+        assert_eq!(b.value.unwrap().file, Path::new("/etc/sysctl.d/zz-m.conf"));
+        assert!(b.shadowed.iter().any(|a| a.file.ends_with("zz-late.conf")));
+    }
+
+    #[test]
+    fn boot_values_compare_like_runtime_values() {
+        // The kernel prints tcp_rmem tab-separated; a tab-separated line equal to the desired
+        // value is right, not drift.
+        let t = Table::from_assignments(p("net.ipv4.tcp_rmem = 4096\t131072\t6291456\n"));
+        let b = t.judge("net/ipv4/tcp_rmem", "4096 131072 6291456", None);
+        assert!(
+            b.right && b.overrides.is_empty() && b.shadowed.is_empty(),
+            "{b:?}"
         );
+    }
+
+    #[test]
+    fn without_a_dropin_the_winner_is_the_override() {
+        let t = Table::from_assignments(parse(
+            b"vm.overcommit_memory = 2\n",
+            Path::new("/etc/sysctl.d/50-strict.conf"),
+        ));
+        let b = t.judge("vm/overcommit_memory", "1", None);
+        assert!(!b.right);
+        assert_eq!(b.overrides.len(), 1);
+        assert_eq!(
+            b.overrides[0].file,
+            Path::new("/etc/sysctl.d/50-strict.conf")
+        );
+        // Nothing at all: not right, and no file to blame.
+        let b = Table::default().judge("vm/overcommit_memory", "1", None);
+        assert!(!b.right && b.value.is_none() && b.overrides.is_empty());
     }
 }
 

@@ -28,8 +28,8 @@ const CASES: &[Case] = &[
             "vm.overcommit_memory                    1        0        unset  drift\n",
             "kernel/mm/transparent_hugepage/defrag   never    madvise  -      drift\n",
             "kernel/mm/transparent_hugepage/enabled  never    always   -      drift\n",
-            "vm.overcommit_memory: nothing sets it at boot\n",
-            "drop-in /etc/sysctl.d/99-zz-forksafe.conf: missing; `forksafe apply` writes it\n",
+            "vm.overcommit_memory: nothing sets it at boot (no sysctl.d file does; the kernel default stays)\n",
+            "drop-in: /etc/sysctl.d/99-zz-forksafe.conf is missing; `forksafe apply` writes it\n",
         ],
         &["using the compiled-in default configuration"],
     ),
@@ -59,14 +59,36 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
+        // manage = false: boot values still judged, from the operator's own sysctl.d file;
+        // its tab-separated tcp_rmem equals the desired value (compared like runtime values).
         "04-config",
         &["check"],
         1,
         &[
-            "net.ipv4.tcp_rmem                       4096 131072 6291456  4096 131072 6291456  -     ok\n",
-            "vm.overcommit_memory                    1                    2                    -     drift\n",
+            "net.ipv4.tcp_rmem                       4096 131072 6291456  4096 131072 6291456  4096 131072 6291456  ok\n",
+            "vm.overcommit_memory                    1                    2                    1                    drift\n",
         ],
         &[],
+    ),
+    (
+        // The case: forksafe writes no drop-in, runtime 1, 50-strict.conf sets 2.
+        "38-unmanaged-override",
+        &["check"],
+        1,
+        &[
+            "vm.overcommit_memory                    1        1        2     boot-drift\n",
+            "vm.overcommit_memory: the next boot sets 2 (/etc/sysctl.d/50-strict.conf:1)\n",
+            "vm.overcommit_memory: overridden by /etc/sysctl.d/50-strict.conf:1 sets 2\n",
+        ],
+        &[],
+    ),
+    (
+        // apply --no-persist writes no drop-in, and says the truth about the next boot.
+        "38-unmanaged-override",
+        &["apply", "--no-persist"],
+        1,
+        &["vm.overcommit_memory: already 1"],
+        &["vm.overcommit_memory: overridden by /etc/sysctl.d/50-strict.conf:1 sets 2"],
     ),
     (
         "05-bad-config",

@@ -33,7 +33,9 @@ fn ready_only_after_knobs_are_set_then_repairs_drift() {
     assert_eq!(tree.read(&format!("{THP}/enabled")), "never\n");
     assert_eq!(tree.read(&format!("{THP}/defrag")), "never\n");
     assert!(
-        ready.contains("STATUS=3 knobs in spec, 0 repairs since start"),
+        // manage = false and no sysctl.d file: overcommit is not kept at the next boot.
+        ready
+            .contains("STATUS=3 knobs in spec, 1 not kept at the next boot, 0 repairs since start"),
         "{ready}"
     );
 
@@ -218,7 +220,10 @@ fn a_kernel_without_thp_is_warned_once() {
     let tree = fast_tree("03-no-thp");
     let d = Daemon::start(tree.root(), &[]);
     let ready = d.wait_message("READY=1");
-    assert!(ready.contains("1 of 3 knobs in spec, 2 absent"), "{ready}");
+    assert!(
+        ready.contains("1 of 3 knobs in spec, 1 not kept at the next boot, 2 absent"),
+        "{ready}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (code, log) = d.stop();
     assert_eq!(code, 0);
@@ -284,7 +289,7 @@ fn dropin_deleted_or_edited_is_rewritten_at_once() {
     assert!(ready.contains("STATUS=3 knobs in spec"), "{ready}");
     let written = tree.read(DROPIN);
     assert!(
-        written.starts_with("# Managed by forksafe from "),
+        written.starts_with("# Managed by forksafe: edits are overwritten.\n"),
         "{written}"
     );
     assert!(
@@ -329,15 +334,16 @@ fn an_overriding_file_is_reported_once_per_change() {
     wait_for("the override warning", || {
         d.log().contains("zz-redis.conf:2 sets 0")
     });
-    let status = d.wait_message("overridden at boot");
+    let status = d.wait_message("not kept at the next boot");
     assert!(
-        status.contains("STATUS=3 knobs in spec, 1 overridden at boot"),
+        status.contains("STATUS=3 knobs in spec, 1 not kept at the next boot"),
         "{status}"
     );
     std::thread::sleep(std::time::Duration::from_millis(300)); // several ticks
     std::fs::remove_file(tree.path("etc/sysctl.d/zz-redis.conf")).unwrap();
     wait_for("the all-clear", || {
-        d.log().contains("no sysctl.d file overrides 1 any more")
+        d.log()
+            .contains("vm.overcommit_memory: the next boot keeps 1 again")
     });
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
@@ -499,10 +505,19 @@ fn knob_lines(log: &str, skip: usize) -> Vec<&str> {
         .collect()
 }
 
-/// A neighbour that fights: detected once, named, backed off, and over when it stops.
-/// Scaled: at a 100 ms interval the rules (in intervals) play out in seconds.
+fn cpu_ns(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A neighbour that fights: reported once, with who might be doing it; the knob is still
+/// repaired every time, `check` says "contested"; one line when it ends. Scaled: at a
+/// 100 ms interval the rules (in intervals) play out in seconds.
 #[test]
-fn a_fight_is_reported_once_backed_off_and_ends() {
+fn a_fight_is_reported_not_conceded() {
     use std::sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -517,14 +532,33 @@ fn a_fight_is_reported_once_backed_off_and_ends() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = flipper(tree.path(OVERCOMMIT), 100, Arc::clone(&stop));
-    d.wait_message("contested (backing off)");
-    std::thread::sleep(std::time::Duration::from_secs(6)); // 60 intervals of fighting
+    d.wait_message("contested");
+    // While it lasts, check (a separate process) says so, from the daemon's state.
+    let o = tree.run(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["knobs"][0]["name"], "vm.overcommit_memory");
+    assert!(
+        v["knobs"][0]["contested"]["repairs"].as_u64().unwrap() >= 3,
+        "{v:#}"
+    );
+    assert!(text(&tree.run(&["check"]).stdout).contains("contested: the daemon has repaired it"));
+    // And the knob is held: sampled every 10 ms for 3 s, it is right most of the time
+    // (the flipper writes 100 times a second; repairs are bounded at 10 a second).
+    let mut right = 0;
+    for _ in 0..300 {
+        if tree.read(OVERCOMMIT) == "1\n" {
+            right += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     stop.store(true, Ordering::SeqCst);
     let writes = writer.join().unwrap();
+    wait_for("the repair after the flipper stops", || {
+        tree.read(OVERCOMMIT) == "1\n"
+    });
     wait_for("the fight to end", || {
         d.log().contains("no longer contested")
     });
-    assert_eq!(tree.read(OVERCOMMIT), "1\n");
 
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
@@ -534,13 +568,75 @@ fn a_fight_is_reported_once_backed_off_and_ends() {
         "{writes} wrong writes gave {} lines:\n{log}",
         lines.len()
     );
+    assert!(right > 0, "never right during the fight:\n{log}");
     assert_eq!(count(&log, "something keeps setting it back"), 1, "{log}");
-    assert!(log.contains("likely culprits: tuned (pid 777)"), "{log}");
+    assert!(log.contains("keeps repairing it"), "{log}");
+    assert!(log.contains("running: tuned (pid 777)"), "{log}");
     assert_eq!(count(&log, "no longer contested"), 1, "{log}");
+    eprintln!("fight: {writes} wrong writes, right in {right} of 300 samples");
+}
+
+/// The target: a neighbour writing the wrong value every 4 to 6 s (irregularly)
+/// for 30 s, at the default 1 s interval, leaves the knob wrong in at most 20% of 10 ms
+/// samples (the 1 s poll alone gives about 10%; the old back-off gave 25%). Counted, not
+/// timed: the samples are what the knob held.
+#[test]
+fn an_irregular_neighbour_leaves_the_knob_wrong_rarely() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1s"));
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let path = tree.path(OVERCOMMIT);
+    let neighbour = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            // 4.0 to 6.0 s apart, a fixed irregular sequence.
+            let gaps_ms = [4700u64, 5900, 4100, 5300, 4500, 5800, 4200];
+            let mut writes = 0;
+            for g in gaps_ms {
+                std::thread::sleep(std::time::Duration::from_millis(g));
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::fs::write(&path, "0\n").unwrap();
+                writes += 1;
+            }
+            writes
+        })
+    };
+    let (mut wrong, mut samples) = (0u32, 0u32);
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        if tree.read(OVERCOMMIT) != "1\n" {
+            wrong += 1;
+        }
+        samples += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let writes = neighbour.join().unwrap();
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(writes >= 5, "the neighbour wrote {writes} times");
+    let share = f64::from(wrong) / f64::from(samples);
+    eprintln!(
+        "wrong in {wrong} of {samples} samples ({:.1}%), {writes} wrong writes",
+        share * 100.0
+    );
+    assert!(
+        share <= 0.20,
+        "wrong in {wrong} of {samples} samples:\n{log}"
+    );
 }
 
 /// The target, literally: a flipper writing the wrong value 100 times a second for
-/// 60 s at the default 1 s interval gives at most 10 log lines, and little CPU.
+/// 60 s at the default 1 s interval gives at most 10 log lines, and the daemon stays under
+/// 5% of a core (3 s of CPU in 60 s).
 #[test]
 fn a_flipper_at_100_per_second_for_60_s_gives_at_most_10_lines() {
     use std::sync::{
@@ -552,21 +648,14 @@ fn a_flipper_at_100_per_second_for_60_s_gives_at_most_10_lines() {
     let d = Daemon::start(tree.root(), &[]);
     d.wait_message("READY=1");
     let before = d.log().lines().count();
-    let cpu = |pid: u32| -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
-        s.split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let cpu_before = cpu(d.pid());
+    let cpu_before = cpu_ns(d.pid());
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = flipper(tree.path(OVERCOMMIT), 100, Arc::clone(&stop));
     std::thread::sleep(std::time::Duration::from_secs(60));
     stop.store(true, Ordering::SeqCst);
     let writes = writer.join().unwrap();
-    let cpu_ns = cpu(d.pid()) - cpu_before;
+    let cpu = cpu_ns(d.pid()) - cpu_before;
 
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
@@ -578,14 +667,51 @@ fn a_flipper_at_100_per_second_for_60_s_gives_at_most_10_lines() {
         lines.len()
     );
     assert_eq!(count(&log, "something keeps setting it back"), 1, "{log}");
-    // Small: a generous bound (a second of CPU for a minute), not a timing measurement.
-    assert!(
-        cpu_ns < 1_000_000_000,
-        "{cpu_ns} ns of CPU during the fight"
-    );
+    assert!(cpu < 3_000_000_000, "{cpu} ns of CPU in 60 s:\n{log}");
     eprintln!(
-        "fight: {writes} wrong writes, {} log lines, {:.1} ms CPU",
+        "flipper: {writes} wrong writes, {} log lines, {:.1} ms CPU",
         lines.len(),
-        cpu_ns as f64 / 1e6
+        cpu as f64 / 1e6
+    );
+}
+
+/// A write to a knob's file is repaired at once by the inotify event: at a 1 min interval
+/// the poll cannot be what repairs it. After a reload the watches are armed again.
+#[test]
+fn a_write_is_repaired_by_its_event_and_the_watch_survives_a_reload() {
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1min"));
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    for round in 0..3 {
+        tree.write(OVERCOMMIT, "0\n");
+        wait_for(&format!("event repair {round}"), || {
+            tree.read(OVERCOMMIT) == "1\n"
+        });
+    }
+    // Reload with THP defrag changed: the new config's knobs are watched too.
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &FAST
+            .replace("50ms", "1min")
+            .replace("defrag\" = \"never\"", "defrag\" = \"madvise\""),
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_message("READY=1");
+    assert_eq!(tree.read(&format!("{THP}/defrag")), "madvise\n");
+    tree.write(&format!("{THP}/defrag"), "always\n");
+    wait_for("the repair after the reload", || {
+        tree.read(&format!("{THP}/defrag")) == "madvise\n"
+    });
+    tree.write(OVERCOMMIT, "2\n");
+    wait_for("overcommit still watched", || {
+        tree.read(OVERCOMMIT) == "1\n"
+    });
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        count(&log, "vm.overcommit_memory: drifted to 0, set back to 1"),
+        3,
+        "{log}"
     );
 }

@@ -49,8 +49,7 @@ proptest! {
         let all = parse(&bytes, Path::new("/etc/sysctl.d/fuzz.conf"));
         let table = Table::from_assignments(all);
         let _ = table.effective("vm/overcommit_memory");
-        let _ = table.overrides("vm/overcommit_memory", "1", Some(Path::new("/etc/sysctl.d/fuzz.conf")));
-        let _ = table.shadowed("vm/overcommit_memory", "1", Some(Path::new("/etc/sysctl.d/fuzz.conf")));
+        let _ = table.judge("vm/overcommit_memory", "1", Some(Path::new("/etc/sysctl.d/fuzz.conf")));
     }
 
     #[test]
@@ -71,5 +70,22 @@ proptest! {
     #[test]
     fn kernel_values_never_panic(text in any::<String>()) {
         let _ = normalize(&text);
+    }
+
+    /// The legacy scan reads shell text anyone could have written.
+    #[test]
+    fn shell_lines_never_panic(text in "([a-z/_.=>|&;$'\"\\ -]{0,12}(echo|sysctl|tee|sh -c|never|/sys/kernel/mm/transparent_hugepage/enabled|vm.overcommit_memory=)?){0,8}") {
+        let s = Settings::parse(forksafe::config::DEFAULT_CONFIG, Source::Builtin).unwrap();
+        let _ = forksafe::legacy::scan_text(&s, &text);
+    }
+
+    /// doctor reads whatever a socket a database process holds sends back.
+    #[test]
+    fn resp_replies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let mut r = std::io::BufReader::new(&bytes[..]);
+        let _ = forksafe::dbask::read_reply(&mut r, 0);
+        let _ = forksafe::dbask::parse_info(&String::from_utf8_lossy(&bytes));
+        let _ = forksafe::dbask::parse_tcp(&String::from_utf8_lossy(&bytes));
+        let _ = forksafe::dbask::parse_unix(&String::from_utf8_lossy(&bytes));
     }
 }
