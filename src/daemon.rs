@@ -639,8 +639,9 @@ fn event_for(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Event> {
         (Some(Err(e)), _) if Stuck::after(r).is_some() => base(
             EventKind::RepairFailed,
             format!(
-                "{}: {e}; not written again while it reads {observed:?}",
-                k.name()
+                "{}: {e}; not written again while it reads {:?}",
+                k.name(),
+                Stuck::after(r).map(|s| s.value).unwrap_or_default()
             ),
         ),
         (Some(Err(e)), _) | (None, Err(e)) => {

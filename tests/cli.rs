@@ -258,3 +258,71 @@ fn symlink_escape_is_refused() {
     assert!(err.contains("outside its tree"), "{err}");
     assert_eq!(tree.read("etc/victim"), "precious\n");
 }
+
+/// The drop-in does not depend on which path named the config: `check --config` on an
+/// identical copy agrees with what `apply` wrote from the installed one.
+#[test]
+fn the_dropin_is_the_same_whatever_path_names_the_config() {
+    let tree = Tree::new("01-drift");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        forksafe::config::DEFAULT_CONFIG,
+    );
+    assert_eq!(tree.run(&["apply"]).status.code(), Some(0));
+    let copy = tempfile::tempdir().unwrap();
+    let copied = copy.path().join("copy.toml");
+    std::fs::write(&copied, forksafe::config::DEFAULT_CONFIG).unwrap();
+    let o = tree.run(&["--config", copied.to_str().unwrap(), "check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dropin"]["status"], "ok", "{v:#}");
+    assert_eq!(o.status.code(), Some(0), "{v:#}");
+}
+
+/// A per-namespace sysctl is refused when forksafe runs in a private namespace: it would
+/// set its own copy and report a value the host never got. Run on this machine's real
+/// /proc, once as is and once in a private network (and IPC) namespace.
+#[test]
+fn namespaced_knobs_are_refused_in_a_private_namespace() {
+    if !can_unshare() {
+        eprintln!(
+            "SKIPPED namespaced_knobs_are_refused_in_a_private_namespace: needs root and unshare(1)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("forksafe.toml");
+    std::fs::write(
+        &cfg,
+        "[sysctl]\n\"vm.overcommit_memory\" = 1\n\"net.core.somaxconn\" = 4096\n\
+         \"kernel.shmmni\" = 4096\n[sysctl_d]\nmanage = false\n",
+    )
+    .unwrap();
+    let check = |wrap: &[&str]| {
+        std::process::Command::new(wrap[0])
+            .args(&wrap[1..])
+            .arg(BIN)
+            .args(["--root", "/", "--config"])
+            .arg(&cfg)
+            .arg("check")
+            .output()
+            .unwrap()
+    };
+    // In the host's namespaces: accepted (check reports, exit 0 or 1, never 2).
+    let o = check(&["env"]);
+    assert_ne!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let o = check(&["unshare", "-n"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(":3: net.core.somaxconn: it is a per-namespace sysctl and this process runs in a private net namespace"),
+        "{err}"
+    );
+    assert!(err.contains("hostNetwork: true"), "{err}");
+    let o = check(&["unshare", "-i"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(":4: kernel.shmmni") && err.contains("private ipc namespace"),
+        "{err}"
+    );
+}

@@ -715,3 +715,92 @@ fn a_write_is_repaired_by_its_event_and_the_watch_survives_a_reload() {
         "{log}"
     );
 }
+
+/// `forksafe reload` (what `systemctl reload` runs): a good config is in force when it
+/// returns; a broken one exits 2 with the file and line, is never signalled to the daemon,
+/// and the old config stays.
+#[test]
+fn forksafe_reload_waits_for_the_daemon_and_refuses_a_broken_config() {
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1min"));
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let reload = || {
+        std::process::Command::new(BIN)
+            .arg("--root")
+            .arg(tree.root())
+            .args(["reload", "--pid", &d.pid().to_string()])
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    };
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &FAST
+            .replace("50ms", "1min")
+            .replace("defrag\" = \"never\"", "defrag\" = \"madvise\""),
+    );
+    let o = reload();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // No waiting here: when reload returned, the daemon had applied the new config.
+    assert_eq!(tree.read(&format!("{THP}/defrag")), "madvise\n");
+
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        "[sysctl]\n\"vm.overcommit_memory\" = 7\n",
+    );
+    let o = reload();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("forksafe.toml:2: vm.overcommit_memory")
+            && err.contains("the running one stays in force"),
+        "{err}"
+    );
+    // The running config still rules.
+    tree.write(&format!("{THP}/defrag"), "always\n");
+    wait_for("the repair under the running config", || {
+        tree.read(&format!("{THP}/defrag")) == "madvise\n"
+    });
+    // Refused: a pid that is not forksafe.
+    let o = std::process::Command::new(BIN)
+        .args(["reload", "--pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    // One reload reached the daemon; the broken config never did.
+    assert_eq!(count(&log, "configuration reloaded"), 1, "{log}");
+    assert_eq!(count(&log, "configuration rejected"), 0, "{log}");
+}
+
+/// With [sysctl_d] manage = false (the operator's own tooling owns sysctl.d), the daemon
+/// still judges the next boot: it names the overriding file, and the metric says so.
+#[test]
+fn an_unmanaged_override_is_logged_and_counted() {
+    let tree = Tree::new("38-unmanaged-override");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        "[daemon]\ninterval = \"50ms\"\n[sysctl]\n\"vm.overcommit_memory\" = 1\n\
+         [sysctl_d]\nmanage = false\n\
+         [report]\ntextfile = \"/var/lib/node-exporter/forksafe.prom\"\n",
+    );
+    let d = Daemon::start(tree.root(), &[]);
+    let ready = d.wait_message("READY=1");
+    assert!(ready.contains("1 not kept at the next boot"), "{ready}");
+    wait_for("the metrics file", || {
+        tree.path("var/lib/node-exporter/forksafe.prom").exists()
+    });
+    let m = metrics(&tree);
+    let oc = |m: &str| (m.to_string(), "vm.overcommit_memory".to_string());
+    assert_eq!(m[&oc("forksafe_boot_drift")], 1.0);
+    assert_eq!(m[&oc("forksafe_knob_in_spec")], 1.0);
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("the next boot will not keep 1: /etc/sysctl.d/50-strict.conf:1 sets 2"),
+        "{log}"
+    );
+    assert!(!tree.path("etc/sysctl.d/99-zz-forksafe.conf").exists());
+}

@@ -308,3 +308,271 @@ fn sigterm_during_writes_lets_them_finish() {
         }
     );
 }
+
+/// Run a command, killing it if it is still running after PATIENCE: a test of "never
+/// blocks" must not block the test suite when it fails.
+fn run_bounded(cmd: &mut Command) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if start.elapsed() > PATIENCE {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        Signal::SIGKILL,
+                    );
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            false
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        !watchdog.join().unwrap(),
+        "the command blocked and was killed"
+    );
+    out
+}
+
+fn mkfifo(path: &std::path::Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+/// Something that is not a regular file at the config path is refused at once at start,
+/// with the file named; on reload the running config stays and the daemon goes on.
+#[test]
+fn a_fifo_or_device_at_the_config_path_never_blocks() {
+    type Setup = fn(&std::path::Path);
+    let cases: &[(&str, Setup, &str)] = &[
+        ("FIFO", |p| mkfifo(p), "not a regular file (a FIFO)"),
+        (
+            "directory",
+            |p| std::fs::create_dir(p).unwrap(),
+            "a directory",
+        ),
+        (
+            "character device",
+            |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+            "a character device",
+        ),
+        (
+            "2 MiB file",
+            |p| std::fs::write(p, vec![b'#'; 2 << 20]).unwrap(),
+            "too large (2097152 bytes",
+        ),
+    ];
+    for (what, setup, says) in cases {
+        let tree = Tree::new("01-drift");
+        std::fs::create_dir_all(tree.path("etc/forksafe")).unwrap();
+        setup(&tree.path(CONFIG));
+        let before = tree.snapshot();
+        let o = run_bounded(Command::new(BIN).arg("--root").arg(tree.root()).arg("run"));
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.contains("forksafe.toml") && err.contains(says),
+            "{what}: {err}"
+        );
+        assert_eq!(tree.snapshot(), before, "{what}: something was written");
+    }
+
+    // A running daemon, its config replaced by a FIFO, then SIGHUP: it keeps going.
+    let tree = Tree::new("02-in-spec");
+    tree.write(CONFIG, MINI);
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    std::fs::remove_file(tree.path(CONFIG)).unwrap();
+    mkfifo(&tree.path(CONFIG));
+    d.signal(Signal::SIGHUP);
+    d.wait_message("READY=1");
+    tree.write(OVERCOMMIT, "0\n");
+    wait_for("a repair after the FIFO reload", || {
+        tree.read(OVERCOMMIT) == "1\n"
+    });
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("configuration rejected, the running one stays in force")
+            && log.contains("not a regular file (a FIFO)"),
+        "{log}"
+    );
+}
+
+/// A FIFO among the sysctl.d files: check returns at once and says what systemd-sysctl
+/// does with it (it blocks at boot and applies nothing); the daemon's rescan does not hang.
+#[test]
+fn a_fifo_in_sysctl_d_never_blocks() {
+    let tree = Tree::new("02-in-spec");
+    tree.write(CONFIG, &MINI.replace("manage = false", "manage = true"));
+    std::fs::create_dir_all(tree.path("etc/sysctl.d")).unwrap();
+    mkfifo(&tree.path("etc/sysctl.d/10-fifo.conf"));
+    let o = run_bounded(
+        Command::new(BIN)
+            .arg("--root")
+            .arg(tree.root())
+            .arg("check"),
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("sysctl.d: /etc/sysctl.d/10-fifo.conf is a FIFO: systemd-sysctl blocks"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the next boot sets nothing from sysctl.d"),
+        "{out}"
+    );
+
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    // A second FIFO while it runs: inotify makes it re-read sysctl.d at once.
+    mkfifo(&tree.path("etc/sysctl.d/20-fifo.conf"));
+    wait_for("the second FIFO reported", || {
+        d.log().contains("20-fifo.conf is a FIFO")
+    });
+    tree.write(OVERCOMMIT, "0\n");
+    wait_for("a repair", || tree.read(OVERCOMMIT) == "1\n");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+/// The trust checks follow the file that is really opened: a root-owned symlink to a file in
+/// a world-writable directory is refused; a Kubernetes ConfigMap's layout (links into a
+/// `..data` directory, all root's and not writable by others) is accepted.
+#[test]
+fn trust_is_checked_where_the_file_really_is() {
+    if !needs(
+        "trust_is_checked_where_the_file_really_is needs root (ownership checks apply to root)",
+        is_root(),
+    ) {
+        return;
+    }
+    let tree = Tree::new("02-in-spec");
+    std::fs::create_dir_all(tree.path("etc/forksafe")).unwrap();
+    std::fs::create_dir_all(tree.path("tmp/open")).unwrap();
+    chmod(&tree.path("tmp/open"), 0o777);
+    tree.write("tmp/open/forksafe.toml", MINI);
+    chmod(&tree.path("tmp/open/forksafe.toml"), 0o644);
+    std::os::unix::fs::symlink("../../tmp/open/forksafe.toml", tree.path(CONFIG)).unwrap();
+    let o = tree.run(&["check"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tmp/open is group- or world-writable"),
+        "{err}"
+    );
+
+    // A ConfigMap volume: forksafe.toml -> ..data/forksafe.toml, ..data -> ..2026_11_22_..
+    let tree = Tree::new("02-in-spec");
+    let cm = tree.path("etc/forksafe");
+    std::fs::create_dir_all(cm.join("..2026_11_22_10_00_00.123")).unwrap();
+    std::fs::write(cm.join("..2026_11_22_10_00_00.123/forksafe.toml"), MINI).unwrap();
+    std::os::unix::fs::symlink("..2026_11_22_10_00_00.123", cm.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/forksafe.toml", cm.join("forksafe.toml")).unwrap();
+    let o = tree.run(&["check"]);
+    assert_ne!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    // ... and refused when the ConfigMap's file is writable by others.
+    chmod(&cm.join("..2026_11_22_10_00_00.123/forksafe.toml"), 0o666);
+    let o = tree.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("chmod go-w"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// journald that never reads (its socket's queue full): the daemon drops entries rather
+/// than wait, keeps repairing, stops on SIGTERM, and says how many it dropped once the
+/// journal takes entries again. The journal socket is ours, bound over
+/// /run/systemd/journal/socket in a private mount namespace.
+#[test]
+fn a_stalled_journald_never_blocks_the_loop() {
+    if !needs(
+        "a_stalled_journald_never_blocks_the_loop needs root and unshare(1)",
+        can_unshare(),
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("journal.sock");
+    let journal = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    let tree = Tree::new("02-in-spec");
+    tree.write(CONFIG, MINI);
+    let script = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && \
+         touch /run/systemd/journal/socket && \
+         mount --bind {sock} /run/systemd/journal/socket && exec {BIN} \"$@\"",
+        sock = sock_path.display()
+    );
+    let wrap = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ];
+    let d = Daemon::start_full(tree.root(), &[], &[], Some(&wrap), true);
+    d.wait_message("READY=1");
+    // Nobody reads the journal: each reload logs a line; 40 of them overflow its queue
+    // (10 datagrams by default). Repairs go on all the while.
+    for i in 0..40 {
+        d.signal(Signal::SIGHUP);
+        d.wait_message("READY=1");
+        tree.write(OVERCOMMIT, "0\n");
+        wait_for(&format!("repair {i} with the journal stalled"), || {
+            tree.read(OVERCOMMIT) == "1\n"
+        });
+    }
+    // The journal is back: drain it, make one more entry, and find the count of the lost.
+    journal.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut first = 0;
+    while journal.recv(&mut buf).is_ok() {
+        first += 1;
+    }
+    journal.set_nonblocking(false).unwrap();
+    journal
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    d.signal(Signal::SIGHUP);
+    d.wait_message("READY=1");
+    let mut later = String::new();
+    while let Ok(n) = journal.recv(&mut buf) {
+        later.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if later.contains("were dropped") {
+            break;
+        }
+    }
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        first > 0 && first < 40,
+        "the journal queued {first} entries"
+    );
+    assert!(
+        later.contains("MESSAGE=journald was not taking entries:")
+            && later.contains("were dropped"),
+        "{later}"
+    );
+    assert!(
+        later.contains("MESSAGE_ID=6ac561a86c0f4b88b0f6f82163653389"),
+        "{later}"
+    );
+    // Nothing went to stderr instead: it may be the very journal stream that is stalled.
+    assert!(!log.contains("configuration reloaded"), "{log}");
+}

@@ -143,3 +143,166 @@ fn the_kernel_refuses_a_value() {
     assert_eq!(read_knob("/proc/sys/vm/dirty_background_ratio"), ratio);
     drop(guard);
 }
+
+/// IN_MODIFY events on a kernel file, counted by a thread that drains them every 5 ms (the
+/// kernel merges an event into an identical one still unread, so counting at the end would
+/// hide writes).
+struct Writes {
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Writes {
+    fn watch(path: &str) -> Writes {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        use std::sync::atomic::Ordering;
+        let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+        ino.add_watch(path, AddWatchFlags::IN_MODIFY).unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, s) = (count.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                while let Ok(events) = ino.read_events() {
+                    if events.is_empty() {
+                        break;
+                    }
+                    c.fetch_add(events.len(), Ordering::SeqCst);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+        Writes { count, stop }
+    }
+
+    /// Events since the last call.
+    fn take(&self) -> usize {
+        self.count.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Writes {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A write the kernel accepts and adjusts (fs.pipe-max-size rounds up to a power of two of
+/// pages: 5000 reads back 8192): reported once with both values, and not written again at
+/// every tick while the knob still reads what the kernel made of it; written again once
+/// something changes it. Writes are counted with inotify, not timed.
+#[test]
+fn a_value_the_kernel_adjusts_is_reported_once_and_not_rewritten() {
+    let _one_at_a_time = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = why_not() {
+        eprintln!("SKIPPED a_value_the_kernel_adjusts_is_reported_once_and_not_rewritten: {why}");
+        return;
+    }
+    const PIPE: &str = "/proc/sys/fs/pipe-max-size";
+    let saved = read_knob(PIPE);
+    struct Put(String);
+    impl Drop for Put {
+        fn drop(&mut self) {
+            let _ = write_knob(PIPE, &self.0);
+        }
+    }
+    let _put_back = Put(saved);
+    let cfg = tempfile::tempdir().unwrap();
+    let cfg_file = cfg.path().join("forksafe.toml");
+    std::fs::write(
+        &cfg_file,
+        "[daemon]\ninterval = \"50ms\"\n[sysctl]\n\"fs.pipe-max-size\" = \"5000\"\n\
+         [sysctl_d]\nmanage = false\n",
+    )
+    .unwrap();
+    let writes = Writes::watch(PIPE);
+    let d = Daemon::start_args(
+        std::path::Path::new("/"),
+        &["--config", cfg_file.to_str().unwrap()],
+        &[],
+        None,
+    );
+    d.wait_message("READY=1");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let first = writes.take();
+    std::thread::sleep(std::time::Duration::from_secs(1)); // 20 ticks
+    let idle = writes.take();
+    // Something changes it: the daemon writes once more (the kernel makes it 8192 again),
+    // then holds off again.
+    write_knob(PIPE, "16384").unwrap();
+    wait_for("the retry", || read_knob(PIPE) == "8192");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    writes.take();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let idle_again = writes.take();
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(first, 1, "the first write:\n{log}");
+    assert_eq!(idle, 0, "the daemon wrote {idle} times in 20 ticks:\n{log}");
+    assert_eq!(
+        idle_again, 0,
+        "the daemon wrote {idle_again} times after the retry:\n{log}"
+    );
+    assert_eq!(
+        count(
+            &log,
+            "wrote \"5000\", the kernel reports \"8192\" after the write; the kernel adjusted \
+             the value or something else set it at once; not written again while it reads \"8192\""
+        ),
+        1,
+        "{log}"
+    );
+}
+
+/// A write through another mount of procfs (another superblock, so no inotify event on the
+/// daemon's watch) is still repaired, by the poll. Counted: the daemon's own watch would see
+/// such a write and the repair (2 events); ours sees only the repair (1).
+#[test]
+fn a_write_no_event_reports_is_repaired_by_the_poll() {
+    let _one_at_a_time = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = why_not() {
+        eprintln!("SKIPPED a_write_no_event_reports_is_repaired_by_the_poll: {why}");
+        return;
+    }
+    if !can_unshare() {
+        eprintln!("SKIPPED a_write_no_event_reports_is_repaired_by_the_poll: needs unshare(1)");
+        return;
+    }
+    let guard = Restore::save();
+    let cfg = tempfile::tempdir().unwrap();
+    let cfg_file = cfg.path().join("forksafe.toml");
+    std::fs::write(
+        &cfg_file,
+        "[daemon]\ninterval = \"300ms\"\n[sysctl]\n\"vm.overcommit_memory\" = 1\n\
+         [sysctl_d]\nmanage = false\n",
+    )
+    .unwrap();
+    let d = Daemon::start_args(
+        std::path::Path::new("/"),
+        &["--config", cfg_file.to_str().unwrap()],
+        &[],
+        None,
+    );
+    d.wait_message("READY=1");
+    let writes = Writes::watch(REAL_KNOBS[0]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    writes.take();
+    let mnt = tempfile::tempdir().unwrap();
+    let o = in_mount_namespace(&format!(
+        "mount -t proc proc {m} && echo 0 > {m}/sys/vm/overcommit_memory",
+        m = mnt.path().display()
+    ));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("the poll to repair it", || read_knob(REAL_KNOBS[0]) == "1");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let seen = writes.take();
+    let (code, log) = d.stop();
+    drop(guard);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(seen, 1, "only the repair raises an event here:\n{log}");
+    assert_eq!(
+        count(&log, "vm.overcommit_memory: drifted to 0, set back to 1"),
+        1,
+        "{log}"
+    );
+}

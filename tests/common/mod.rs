@@ -99,12 +99,20 @@ impl Tree {
         let mut stack = vec![self.root().to_path_buf()];
         while let Some(dir) = stack.pop() {
             for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
+                let e = e.unwrap();
+                let p = e.path();
+                let ft = e.file_type().unwrap();
+                let rel = p.strip_prefix(self.root()).unwrap().display().to_string();
+                if ft.is_dir() {
                     stack.push(p);
-                } else {
-                    let rel = p.strip_prefix(self.root()).unwrap().display().to_string();
+                } else if ft.is_file() {
                     out.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
+                } else if ft.is_symlink() {
+                    // Never followed: a link may point at a FIFO or a device.
+                    let to = std::fs::read_link(&p).unwrap();
+                    out.push((rel, format!("<symlink to {}>", to.display())));
+                } else {
+                    out.push((rel, "<not a regular file>".to_string()));
                 }
             }
         }
@@ -168,11 +176,29 @@ impl Daemon {
         env: &[(&str, &str)],
         wrap: Option<&[&str]>,
     ) -> Daemon {
+        Self::start_full(root, args, env, wrap, false)
+    }
+
+    /// As [`Daemon::start_args`]; with `journal`, JOURNAL_STREAM names the stderr file, as
+    /// systemd does when stderr is connected to the journal.
+    pub fn start_full(
+        root: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        wrap: Option<&[&str]>,
+        journal: bool,
+    ) -> Daemon {
         let sock_dir = tempfile::tempdir().unwrap();
         let sock = sock_dir.path().join("notify");
         let notify = UnixDatagram::bind(&sock).unwrap();
         notify.set_read_timeout(Some(PATIENCE)).unwrap();
         let stderr = sock_dir.path().join("stderr");
+        let stderr_file = std::fs::File::create(&stderr).unwrap();
+        let stream = {
+            use std::os::unix::fs::MetadataExt;
+            let md = stderr_file.metadata().unwrap();
+            format!("{}:{}", md.dev(), md.ino())
+        };
         let mut cmd = match wrap {
             Some(w) => {
                 let mut c = Command::new(w[0]);
@@ -190,7 +216,10 @@ impl Daemon {
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap());
+            .stderr(stderr_file);
+        if journal {
+            cmd.env("JOURNAL_STREAM", stream);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
