@@ -6,6 +6,7 @@ R=/dev/ttyS1
 STATE=/var/lib/forksafe-vmtest
 OUT=/payload/out
 THP=/sys/kernel/mm/transparent_hugepage
+RELEASE=$(cat /payload/release 2>/dev/null || echo unknown)
 mkdir -p "$STATE" "$OUT"
 boot=$(( $(cat "$STATE/boot" 2>/dev/null || echo 0) + 1 ))
 echo "$boot" >"$STATE/boot"
