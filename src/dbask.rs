@@ -485,33 +485,50 @@ pub(crate) fn checks(
             NoAnswer::Other(why) => all_unknown(&why, None),
         };
     };
-    judge(db, &a, mode, refuses, r)
+    // Only a failed save needs to know whether the kernel would refuse a fork now.
+    let failed = FAILED_KEYS
+        .iter()
+        .any(|k| a.info.get(*k).map(String::as_str) == Some("err"));
+    let refusal = if failed {
+        db_charge(r, pid).as_ref().and_then(refuses)
+    } else {
+        None
+    };
+    judge(pid, &db.who(), &a, mode, refusal)
 }
 
-/// The checks, from what the database said.
-fn judge(
-    db: &Db,
+/// The INFO fields that say a save or a rewrite failed.
+const FAILED_KEYS: [&str; 3] = [
+    "rdb_last_bgsave_status",
+    "aof_last_bgrewrite_status",
+    "aof_last_write_status",
+];
+
+/// The checks, from what the database at `pid` said. `mode` is vm.overcommit_memory;
+/// `refusal`, when the kernel would refuse a fork of it now, says why.
+pub fn judge(
+    pid: u32,
+    who: &str,
     a: &Answers,
     mode: Option<&str>,
-    refuses: &dyn Fn(&Charge) -> Option<String>,
-    r: &Reader,
+    refusal: Option<String>,
 ) -> Vec<Check> {
-    let pid = db.pid;
-    let who = format!("{} at {}", db.who(), a.at);
+    let who = format!("{who} at {}", a.at);
     let i = &a.info;
     let s = |k: &str| i.get(k).map(String::as_str);
-    let version = s("redis_version").or(s("valkey_version")).unwrap_or("?");
+    // Valkey also reports the Redis version it is compatible with; its own comes first.
+    let version = match (s("valkey_version"), s("redis_version")) {
+        (Some(v), _) => format!("Valkey {v}"),
+        (None, Some(v)) => format!("Redis {v}"),
+        (None, None) => "version unknown".to_string(),
+    };
     let mut out = Vec::new();
 
     // persistence: did the last save or rewrite fail, and is the kernel the cause?
-    let failed: Vec<&str> = [
-        "rdb_last_bgsave_status",
-        "aof_last_bgrewrite_status",
-        "aof_last_write_status",
-    ]
-    .into_iter()
-    .filter(|k| s(k) == Some("err"))
-    .collect();
+    let failed: Vec<&str> = FAILED_KEYS
+        .into_iter()
+        .filter(|k| s(k) == Some("err"))
+        .collect();
     let schedule = match a.config.get("save") {
         Some(Ok(v)) if v.is_empty() => "no save schedule (RDB snapshots off)".to_string(),
         Some(Ok(v)) => format!("save schedule \"{v}\""),
@@ -527,8 +544,7 @@ fn judge(
             None,
         )
     } else {
-        let charge = db_charge(r, pid);
-        let cause = match (mode, charge.as_ref().and_then(refuses)) {
+        let cause = match (mode, refusal) {
             (Some("0" | "2"), Some(why)) => (
                 format!(
                     "the kernel explains it: under vm.overcommit_memory {} a fork now would be refused ({why}). This is the failure forksafe prevents",

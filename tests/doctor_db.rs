@@ -42,7 +42,14 @@ impl Redis {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--unixsocket")
             .arg(dir.path().join("run/redis.sock"))
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir.path().join("data"))
             .args(extra)
@@ -92,9 +99,15 @@ fn gid(name: &str) -> nix::unistd::Gid {
 }
 
 /// doctor --json on this machine; the checks about `pid`, by id without the `:PID`.
-fn doctor(pid: u32, env: &[(&str, &str)], args: &[&str]) -> Vec<(String, String, String, Option<String>)> {
+fn doctor(
+    pid: u32,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Vec<(String, String, String, Option<String>)> {
     let mut cmd = Command::new(BIN);
-    cmd.args(["--root", "/", "doctor", "--json"]).args(args).env_remove("REDISCLI_AUTH");
+    cmd.args(["--root", "/", "doctor", "--json"])
+        .args(args)
+        .env_remove("REDISCLI_AUTH");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -118,7 +131,10 @@ fn doctor(pid: u32, env: &[(&str, &str)], args: &[&str]) -> Vec<(String, String,
         .collect()
 }
 
-fn status_of<'a>(checks: &'a [(String, String, String, Option<String>)], id: &str) -> &'a (String, String, String, Option<String>) {
+fn status_of<'a>(
+    checks: &'a [(String, String, String, Option<String>)],
+    id: &str,
+) -> &'a (String, String, String, Option<String>) {
     checks
         .iter()
         .find(|c| c.0 == id)
@@ -131,21 +147,35 @@ fn why_not() -> Option<&'static str> {
     }
     for tool in ["redis-server", "redis-cli", "setpriv"] {
         if Command::new(tool).arg("--version").output().is_err() {
-            return Some("needs redis-server, redis-cli (apt-get install redis-server) and setpriv");
+            return Some(
+                "needs redis-server, redis-cli (apt-get install redis-server) and setpriv",
+            );
         }
     }
-    if nix::unistd::User::from_name("redis").ok().flatten().is_none() {
+    if nix::unistd::User::from_name("redis")
+        .ok()
+        .flatten()
+        .is_none()
+    {
         return Some("needs the redis user (Debian's redis-server package makes it)");
     }
     None
 }
 
-const DB_CHECKS: [&str; 5] = ["persistence", "fork-latency", "cow", "fragmentation", "maxmemory"];
+const DB_CHECKS: [&str; 5] = [
+    "persistence",
+    "fork-latency",
+    "cow",
+    "fragmentation",
+    "maxmemory",
+];
 
 #[test]
 fn doctor_reads_a_real_redis_and_says_when_the_kernel_is_not_the_cause() {
     if let Some(why) = why_not() {
-        eprintln!("SKIPPED doctor_reads_a_real_redis_and_says_when_the_kernel_is_not_the_cause: {why}");
+        eprintln!(
+            "SKIPPED doctor_reads_a_real_redis_and_says_when_the_kernel_is_not_the_cause: {why}"
+        );
         return;
     }
     let redis = Redis::start(&["--maxmemory", "64mb"]);
@@ -164,17 +194,28 @@ fn doctor_reads_a_real_redis_and_says_when_the_kernel_is_not_the_cause() {
     // The dump directory unwritable for the server's user, then a BGSAVE: it fails, and
     // not because of the kernel.
     let data = redis.dir.path().join("data");
-    nix::unistd::chown(&data, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(0))).unwrap();
+    nix::unistd::chown(
+        &data,
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::Gid::from_raw(0)),
+    )
+    .unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
     redis.cli(&["BGSAVE"]);
     wait_for("the failed save", || {
-        redis.cli(&["INFO", "persistence"]).contains("rdb_last_bgsave_status:err")
+        redis
+            .cli(&["INFO", "persistence"])
+            .contains("rdb_last_bgsave_status:err")
     });
     let checks = doctor(redis.pid(), &[], &[]);
     let p = status_of(&checks, "persistence");
     assert_eq!(p.1, "fail", "{p:?}");
     assert!(p.2.contains("rdb_last_bgsave_status is err"), "{p:?}");
-    assert!(p.2.contains("the kernel settings do not explain it") || p.2.contains("the kernel explains it"), "{p:?}");
+    assert!(
+        p.2.contains("the kernel settings do not explain it")
+            || p.2.contains("the kernel explains it"),
+        "{p:?}"
+    );
     // This machine's overcommit decides which; with 1, or a fork that fits, not the kernel.
     let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap();
     if mode.trim() == "1" {
@@ -195,14 +236,29 @@ fn doctor_needs_and_takes_a_password() {
         let c = status_of(&checks, id);
         assert_eq!(c.1, "unknown", "{c:?}");
         assert!(c.2.contains("needs a password"), "{c:?}");
-        assert!(c.3.as_deref().unwrap_or("").contains("REDISCLI_AUTH"), "{c:?}");
+        assert!(
+            c.3.as_deref().unwrap_or("").contains("REDISCLI_AUTH"),
+            "{c:?}"
+        );
     }
     let checks = doctor(redis.pid(), &[("REDISCLI_AUTH", "s3cret")], &[]);
-    assert_ne!(status_of(&checks, "persistence").1, "unknown", "{checks:#?}");
+    assert_ne!(
+        status_of(&checks, "persistence").1,
+        "unknown",
+        "{checks:#?}"
+    );
     let pw = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(pw.path(), "s3cret\n").unwrap();
-    let checks = doctor(redis.pid(), &[], &["--password-file", pw.path().to_str().unwrap()]);
-    assert_ne!(status_of(&checks, "persistence").1, "unknown", "{checks:#?}");
+    let checks = doctor(
+        redis.pid(),
+        &[],
+        &["--password-file", pw.path().to_str().unwrap()],
+    );
+    assert_ne!(
+        status_of(&checks, "persistence").1,
+        "unknown",
+        "{checks:#?}"
+    );
     // A wrong one is refused, and said.
     let checks = doctor(redis.pid(), &[("REDISCLI_AUTH", "wrong")], &[]);
     let p = status_of(&checks, "persistence");
