@@ -13,7 +13,12 @@ Keeps vm.overcommit_memory and transparent huge pages where fork()-based
 persistence (Redis, Valkey, KeyDB) needs them.
 
 Commands:
-  run               the daemon: enforce, then repair drift as it happens
+  run [--watch-via DIR]
+                    the daemon: enforce, then repair drift as it happens; with
+                    --watch-via, inotify watches knob files through DIR/proc/... and
+                    DIR/sys/... where they exist (the unit binds the host's procfs and
+                    sysfs there: its sandbox has instances of its own, which see no
+                    event when someone else writes)
   check [--json]    report every knob, its boot value and the drop-in; change nothing
   apply [--no-persist]
                     enforce once and exit; --no-persist: runtime values only, no
@@ -74,6 +79,8 @@ pub struct Cli {
     pub password_file: Option<PathBuf>,
     /// `--pid`.
     pub pid: Option<u32>,
+    /// `run --watch-via DIR`.
+    pub watch_via: Option<PathBuf>,
 }
 
 /// What the arguments asked for: a command, or text to print and leave.
@@ -94,6 +101,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
     let mut log_format = report::Format::Text;
     let mut password_file = None;
     let mut pid = None;
+    let mut watch_via = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -127,6 +135,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
                 }
             }
             "--password-file" => password_file = Some(PathBuf::from(value("--password-file")?)),
+            "--watch-via" => watch_via = Some(PathBuf::from(value("--watch-via")?)),
             "--pid" => {
                 let v = value("--pid")?;
                 pid = Some(
@@ -161,6 +170,9 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
     if pid.is_some() && command != Command::Reload {
         return Err("--pid goes with reload".into());
     }
+    if watch_via.is_some() && command != Command::Run {
+        return Err("--watch-via goes with run".into());
+    }
     Ok(Parsed::Cli(Cli {
         root: root.unwrap_or_else(|| PathBuf::from("/")),
         config,
@@ -170,6 +182,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
         log_format,
         password_file,
         pid,
+        watch_via,
     }))
 }
 

@@ -788,6 +788,10 @@ struct Watch {
     inotify: Option<Inotify>,
     /// The directories watched, as named under the root and as resolved.
     dirs: Vec<(PathBuf, PathBuf, WatchDescriptor)>,
+    /// Where the host's procfs and sysfs are bound (`--watch-via`), and the root they
+    /// mirror: an inotify mark is per file-system instance, and a sandbox with instances of
+    /// its own sees no event when someone else writes.
+    via: Option<(PathBuf, PathBuf)>,
 }
 
 impl Watch {
@@ -803,7 +807,22 @@ impl Watch {
         Watch {
             inotify,
             dirs: Vec::new(),
+            via: None,
         }
+    }
+
+    /// The path to watch for a knob file: its mirror under `--watch-via` when there is
+    /// one, else the file itself.
+    fn watch_path(&self, real: &Path) -> PathBuf {
+        if let Some((via, root)) = &self.via {
+            if let Ok(rel) = real.strip_prefix(root) {
+                let mirror = via.join(rel);
+                if mirror.exists() {
+                    return mirror;
+                }
+            }
+        }
+        real.to_path_buf()
     }
 
     fn add_dirs(&mut self, root: &Root) {
@@ -846,7 +865,8 @@ impl Watch {
         old: Option<WatchDescriptor>,
     ) -> Option<WatchDescriptor> {
         let ino = self.inotify.as_ref()?;
-        let new = at.and_then(|at| ino.add_watch(at.real(), AddWatchFlags::IN_MODIFY).ok());
+        let path = at.map(|at| self.watch_path(at.real()));
+        let new = path.and_then(|p| ino.add_watch(&p, AddWatchFlags::IN_MODIFY).ok());
         if old.is_some() && old != new {
             self.unwatch(old);
         }
@@ -924,8 +944,14 @@ impl Signals {
 }
 
 /// Run the daemon until SIGTERM/SIGINT. `settings` were loaded (and validated) by the
-/// caller; `config` is what to reload from. Stopping leaves every value as it is.
-pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<()> {
+/// caller; `config` is what to reload from; `watch_via` where the host's procfs and sysfs
+/// are bound for inotify. Stopping leaves every value as it is.
+pub fn run(
+    root: Root,
+    config: Option<&Path>,
+    settings: Settings,
+    watch_via: Option<PathBuf>,
+) -> io::Result<()> {
     // Signals first: a SIGTERM during the first pass must not kill us mid-write.
     let mut signals = Signals::install()?;
     log::info!(
@@ -936,6 +962,10 @@ pub fn run(root: Root, config: Option<&Path>, settings: Settings) -> io::Result<
         settings.mode_name()
     );
     let mut d = Daemon::new(root, config.map(Path::to_path_buf), settings);
+    if let Some(via) = watch_via {
+        let real_root = d.root.dir().canonicalize().unwrap_or_else(|_| d.root.dir().to_path_buf());
+        d.watch.via = Some((via, real_root));
+    }
     d.resolve_all();
     d.sysctl_d();
     let status = d.tick();

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Reload => EXIT_USAGE, // handled above
-        Command::Run => match daemon::run(root, cli.config.as_deref(), settings) {
+        Command::Run => match daemon::run(root, cli.config.as_deref(), settings, cli.watch_via) {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 log::error!("the daemon failed: {e}");

@@ -45,7 +45,7 @@ impl Ns {
         let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
         match (self, under_systemd) {
             (Ns::Net, true) => {
-                "`systemctl edit forksafe` and add [Service] PrivateNetwork=no and ReadWritePaths=/proc/sys/net (see README, \"Knobs outside /proc/sys/vm\"), then `systemctl restart forksafe`"
+                "`systemctl edit forksafe` and add [Service] PrivateNetwork=no, ReadWritePaths=/proc/sys/net and BindReadOnlyPaths=/proc/sys/net:/run/forksafe/host/proc/sys/net (see README, \"Knobs outside /proc/sys/vm\"), then `systemctl restart forksafe`"
             }
             (Ns::Ipc, true) => {
                 "`systemctl edit forksafe` and add [Service] PrivateIPC=no and ReadWritePaths=/proc/sys/kernel, then `systemctl restart forksafe`"

@@ -804,3 +804,38 @@ fn an_unmanaged_override_is_logged_and_counted() {
     );
     assert!(!tree.path("etc/sysctl.d/99-zz-forksafe.conf").exists());
 }
+
+/// `run --watch-via DIR`: knob files are watched through DIR's mirror of them (the unit
+/// binds the host's procfs and sysfs there, because its sandbox has instances of its own
+/// that see no event when someone else writes). A write to the mirror makes the daemon
+/// re-read the knob at once; a write only to the file it reads raises nothing it watches.
+#[test]
+fn watch_via_watches_the_mirror() {
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1min"));
+    let via = tempfile::tempdir().unwrap();
+    let mirror = via.path().join("proc/sys/vm/overcommit_memory");
+    std::fs::create_dir_all(mirror.parent().unwrap()).unwrap();
+    std::fs::write(&mirror, "1\n").unwrap();
+    let d = Daemon::start_args(
+        tree.root(),
+        &["--watch-via", via.path().to_str().unwrap()],
+        &[],
+        None,
+    );
+    d.wait_message("READY=1");
+    tree.write(OVERCOMMIT, "0\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Not watched there: nothing repairs it before the 1 min poll.
+    assert_eq!(tree.read(OVERCOMMIT), "0\n");
+    // The host's instance changed (here: its mirror): the daemon looks, and repairs.
+    std::fs::write(&mirror, "0\n").unwrap();
+    wait_for("the repair through the mirror's event", || {
+        tree.read(OVERCOMMIT) == "1\n"
+    });
+    // THP has no mirror: watched where it is read.
+    tree.write(&format!("{THP}/enabled"), "always\n");
+    wait_for("the THP repair", || tree.read(&format!("{THP}/enabled")) == "never\n");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}

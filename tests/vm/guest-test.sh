@@ -185,6 +185,7 @@ cat >/etc/systemd/system/forksafe.service.d/override.conf <<'EOF'
 [Service]
 PrivateNetwork=no
 ReadWritePaths=/proc/sys/net
+BindReadOnlyPaths=/proc/sys/net:/run/forksafe/host/proc/sys/net
 EOF
 systemctl daemon-reload
 systemctl reset-failed forksafe.service
@@ -192,7 +193,8 @@ check 11 "with the README's drop-in the daemon starts" systemctl restart forksaf
 check 11 "... and the host's network namespace has net.core.somaxconn = 4096" \
     sh -c '[ "$(cat /proc/sys/net/core/somaxconn)" = 4096 ]'
 echo 128 >/proc/sys/net/core/somaxconn
-check 11 "... and its drift is repaired" wait_until 3000 sh -c '[ "$(cat /proc/sys/net/core/somaxconn)" = 4096 ]'
+check 11 "... and its drift is repaired" wait_until 3000 journal_has KNOB=net.core.somaxconn OBSERVED=128 MESSAGE_ID=fd55663f9c5d410482beace9df653b3a
+check 11 "... and it is 4096 again" sh -c '[ "$(cat /proc/sys/net/core/somaxconn)" = 4096 ]'
 rm -rf /etc/systemd/system/forksafe.service.d
 echo "$before_somaxconn" >/proc/sys/net/core/somaxconn
 cp "$STATE/forksafe.toml.orig" "$CONF"
