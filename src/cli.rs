@@ -19,7 +19,9 @@ Commands:
                     DIR/sys/... where they exist (the unit binds the host's procfs and
                     sysfs there: its sandbox has instances of its own, which see no
                     event when someone else writes)
-  check [--json]    report every knob, its boot value and the drop-in; change nothing
+  check [--json] [--now]
+                    report every knob, its boot value and the drop-in; change nothing;
+                    --now: the exit code judges the values now only (a readiness probe)
   apply [--no-persist]
                     enforce once and exit; --no-persist: runtime values only, no
                     sysctl.d drop-in
@@ -73,6 +75,8 @@ pub struct Cli {
     pub json: bool,
     /// `--no-persist`.
     pub no_persist: bool,
+    /// `check --now`.
+    pub now: bool,
     /// `--log-format`.
     pub log_format: report::Format,
     /// `--password-file`.
@@ -98,6 +102,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
     let mut command = None;
     let mut json = false;
     let mut no_persist = false;
+    let mut now = false;
     let mut log_format = report::Format::Text;
     let mut password_file = None;
     let mut pid = None;
@@ -127,6 +132,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
             "--config" | "-c" => config = Some(PathBuf::from(value("--config")?)),
             "--json" if inline.is_none() => json = true,
             "--no-persist" if inline.is_none() => no_persist = true,
+            "--now" if inline.is_none() => now = true,
             "--log-format" => {
                 log_format = match value("--log-format")?.as_str() {
                     "text" => report::Format::Text,
@@ -164,6 +170,9 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
     if no_persist && command != Command::Apply {
         return Err("--no-persist goes with apply".into());
     }
+    if now && command != Command::Check {
+        return Err("--now goes with check".into());
+    }
     if password_file.is_some() && command != Command::Doctor {
         return Err("--password-file goes with doctor".into());
     }
@@ -179,6 +188,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
         command,
         json,
         no_persist,
+        now,
         log_format,
         password_file,
         pid,

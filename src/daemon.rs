@@ -963,7 +963,11 @@ pub fn run(
     );
     let mut d = Daemon::new(root, config.map(Path::to_path_buf), settings);
     if let Some(via) = watch_via {
-        let real_root = d.root.dir().canonicalize().unwrap_or_else(|_| d.root.dir().to_path_buf());
+        let real_root = d
+            .root
+            .dir()
+            .canonicalize()
+            .unwrap_or_else(|_| d.root.dir().to_path_buf());
         d.watch.via = Some((via, real_root));
     }
     d.resolve_all();

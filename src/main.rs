@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         );
     }
     let code = match cli.command {
-        Command::Check => check(&root, &settings, cli.json),
+        Command::Check => check(&root, &settings, cli.json, cli.now),
         Command::Apply => apply(&root, &settings, cli.no_persist),
         Command::Doctor => match doctor_auth(cli.password_file.as_deref()) {
             Ok(auth) => doctor(&root, &settings, cli.json, &auth),
@@ -83,7 +83,7 @@ fn all_ok(reports: &[KnobReport], dropin: Option<&DropinReport>) -> bool {
     reports.iter().all(|r| r.status() == Status::Ok) && dropin.is_none_or(DropinReport::is_current)
 }
 
-fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
+fn check(root: &Root, settings: &Settings, json: bool, now: bool) -> u8 {
     let survey = enforce::survey(root, settings, false);
     let paths = enforce::resolve(root, settings);
     let reports = enforce::pass(settings, &paths, false, &survey.boots, &[]);
@@ -95,7 +95,11 @@ fn check(root: &Root, settings: &Settings, json: bool) -> u8 {
     } else {
         print!("{}", render(&reports, &survey, contested));
     }
-    if all_ok(&reports, survey.dropin.as_ref()) {
+    let in_spec_now = |r: &KnobReport| matches!(r.status(), Status::Ok | Status::BootDrift);
+    if now && reports.iter().all(in_spec_now) {
+        return EXIT_OK;
+    }
+    if !now && all_ok(&reports, survey.dropin.as_ref()) {
         EXIT_OK
     } else {
         EXIT_NOT_OK

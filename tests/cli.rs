@@ -83,6 +83,16 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
+        // check --now (a readiness probe): the values now are right; the boot is not its
+        // business (the table still says it).
+        "38-unmanaged-override",
+        &["check", "--now"],
+        0,
+        &["boot-drift"],
+        &[],
+    ),
+    ("01-drift", &["check", "--now"], 1, &["drift"], &[]),
+    (
         // apply --no-persist writes no drop-in, and says the truth about the next boot.
         "38-unmanaged-override",
         &["apply", "--no-persist"],

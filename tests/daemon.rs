@@ -835,7 +835,9 @@ fn watch_via_watches_the_mirror() {
     });
     // THP has no mirror: watched where it is read.
     tree.write(&format!("{THP}/enabled"), "always\n");
-    wait_for("the THP repair", || tree.read(&format!("{THP}/enabled")) == "never\n");
+    wait_for("the THP repair", || {
+        tree.read(&format!("{THP}/enabled")) == "never\n"
+    });
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
 }

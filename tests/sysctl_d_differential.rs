@@ -160,8 +160,7 @@ fn generate(rng: &mut Rng, dir: &Path) {
             2 => std::os::unix::fs::symlink("/nonexistent/dangling.conf", &path).unwrap(),
             // Rare, and slow to judge (systemd-sysctl 252 blocks on a FIFO until killed).
             3 if rng.chance(8) => {
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644))
-                    .unwrap()
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap()
             }
             4 if rng.chance(30) => std::fs::create_dir(&path).unwrap_or_default(),
             _ => {
@@ -221,7 +220,11 @@ fn differential(label: &str, target: &Path) {
     // T: the root systemd-sysctl sees. For another release it runs chrooted there, with
     // that tree's /proc replaced by a tmpfs holding the keys.
     let (t, run, proc_sys) = if target == Path::new("/") {
-        (String::new(), SYSTEMD_SYSCTL.to_string(), "/proc/sys".to_string())
+        (
+            String::new(),
+            SYSTEMD_SYSCTL.to_string(),
+            "/proc/sys".to_string(),
+        )
     } else {
         let t = target.display().to_string();
         (
@@ -279,7 +282,11 @@ done
             writeln!(
                 failures,
                 "tree {i:04}: systemd-sysctl {} on it, forksafe predicts it {} (skipped: {:?})",
-                if systemd_blocked { "blocked" } else { "did not block" },
+                if systemd_blocked {
+                    "blocked"
+                } else {
+                    "did not block"
+                },
                 if model_blocked { "blocks" } else { "does not" },
                 table.skipped
             )
