@@ -28,6 +28,9 @@ Commands:
   doctor [--json] [--password-file FILE]
                     can this machine fork its database safely, and if not, why not
                     (asks each Redis/Valkey/KeyDB; password from REDISCLI_AUTH or FILE)
+  validate          load the config as the daemon would, and say whether it is
+                    accepted (exit 0) or refused (exit 2, file and line); nothing
+                    else is read or written (Ansible's validate:, a pre-commit hook)
   reload [--pid PID]
                     make the running daemon reload its config, and wait for the
                     result: exit 2 (the old config stays) if the new one is refused
@@ -60,6 +63,8 @@ pub enum Command {
     Doctor,
     /// `reload`.
     Reload,
+    /// `validate`.
+    Validate,
 }
 
 /// A parsed command line.
@@ -150,12 +155,13 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
                 );
             }
             _ if flag.starts_with('-') => return Err(format!("unknown option {arg:?}")),
-            "run" | "check" | "apply" | "doctor" | "reload" if command.is_none() => {
+            "run" | "check" | "apply" | "doctor" | "reload" | "validate" if command.is_none() => {
                 command = Some(match flag.as_str() {
                     "run" => Command::Run,
                     "check" => Command::Check,
                     "doctor" => Command::Doctor,
                     "reload" => Command::Reload,
+                    "validate" => Command::Validate,
                     _ => Command::Apply,
                 });
             }

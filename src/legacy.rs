@@ -105,6 +105,9 @@ impl Finding {
                 if *enabled { "enabled" } else { "not enabled" }
             ),
             Place::Cron => "cron".to_string(),
+            Place::SysctlD { .. } if self.file == Path::new(sysctl_d::SYSCTL_CONF) => {
+                "sysctl.conf, applied last by procps' sysctl --system".to_string()
+            }
             Place::SysctlD { .. } => "sysctl.d".to_string(),
             Place::Cmdline => "kernel command line".to_string(),
             Place::Grub => "GRUB default".to_string(),
@@ -148,6 +151,11 @@ struct Write {
     target: usize,
     value: Option<String>,
 }
+
+/// What a line that writes some THP file, but not one the matcher can tell, is said to
+/// write.
+const SOME_THP_FILE: &str =
+    "a file in /sys/kernel/mm/transparent_hugepage (which one the line does not say)";
 
 /// Split shell text into words, honouring quotes and backslashes; operators (`;`, `&&`,
 /// `||`, `|`, `>`, `>>`, `&`, `(`, `)`) become their own words. `$` and backquotes stay in
@@ -475,10 +483,16 @@ impl Scan<'_> {
         let Some(t) = self.targets.get(w.target) else {
             return;
         };
+        // A line that writes a THP file through a variable names no file exactly.
+        let knob = if w.value.is_none() && !text.contains(&t.path) && t.knob.kind() == Kind::Sysfs {
+            SOME_THP_FILE.to_string()
+        } else {
+            t.knob.name().to_string()
+        };
         self.out.push(Finding {
             file: file.to_path_buf(),
             line,
-            knob: t.knob.name().to_string(),
+            knob,
             value: w.value,
             desired: t.knob.desired().to_string(),
             place,

@@ -60,6 +60,16 @@ fn main() -> ExitCode {
             }
         },
         Command::Reload => EXIT_USAGE, // handled above
+        Command::Validate => {
+            println!(
+                "{}: accepted: {} knobs, interval {:?}, {}",
+                settings.source,
+                settings.knobs.len(),
+                settings.interval,
+                settings.mode_name()
+            );
+            EXIT_OK
+        }
         Command::Run => match daemon::run(root, cli.config.as_deref(), settings, cli.watch_via) {
             Ok(()) => EXIT_OK,
             Err(e) => {

@@ -93,6 +93,20 @@ const CASES: &[Case] = &[
     ),
     ("01-drift", &["check", "--now"], 1, &["drift"], &[]),
     (
+        "04-config",
+        &["validate"],
+        0,
+        &["etc/forksafe/forksafe.toml: accepted: 3 knobs, interval 2s, audit mode"],
+        &[],
+    ),
+    (
+        "05-bad-config",
+        &["validate"],
+        2,
+        &[],
+        &["forksafe.toml:6:"],
+    ),
+    (
         // apply --no-persist writes no drop-in, and says the truth about the next boot.
         "38-unmanaged-override",
         &["apply", "--no-persist"],
