@@ -8,7 +8,7 @@ set -u
 
 say "INFO ansible scenario, boot $boot: $(uname -r), $RELEASE"
 # The apt module needs python3-apt; the guest is offline, so it comes on the payload.
-check 0 "python3-apt installs from the payload" dpkg -i /payload/deps/*.deb
+check 0 "python3-apt installs from the payload" apt-get install -y -q --no-install-recommends /payload/deps/*.deb
 mkdir -p /root/.ssh && chmod 700 /root/.ssh
 cp /payload/authorized_keys /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
 check 0 "sshd is active" systemctl is-active ssh.service

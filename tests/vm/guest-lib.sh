@@ -45,11 +45,11 @@ systemctl is-system-running --wait >/dev/null 2>&1
 # wait_until SECONDS COMMAND...: retry every 0.2 s until COMMAND succeeds.
 if ! command -v wait_until >/dev/null 2>&1; then
     wait_until() {
-        n=$(( $1 * 5 ))
+        _tries=$(( $1 * 5 ))
         shift
         while ! "$@" >/dev/null 2>&1; do
-            n=$((n - 1))
-            [ "$n" -gt 0 ] || { "$@"; return 1; }
+            _tries=$((_tries - 1))
+            [ "$_tries" -gt 0 ] || { "$@"; return 1; }
             sleep 0.2
         done
     }

@@ -50,7 +50,7 @@ collect() {
 say "INFO $DB scenario, boot $boot: $(uname -r), systemd $(systemctl --version | head -n1 | cut -d' ' -f2), $($SERVER --version | head -n1 | cut -c1-40), $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo) MiB RAM, THP $(sel $THP/enabled)"
 
 if [ "$boot" = 1 ]; then
-    check 0 "$NAME and its dependencies install from the payload" dpkg -i /payload/deps/*.deb
+    check 0 "$NAME and its dependencies install from the payload" apt-get install -y -q --no-install-recommends /payload/deps/*.deb
     # A save point, so a failed BGSAVE stops writes (stop-writes-on-bgsave-error, the
     # default); and disable-thp no, so THP applies to Redis as it does to Redis < 6.2 and to
     # every process that does not opt out.

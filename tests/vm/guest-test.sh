@@ -39,7 +39,7 @@ if [ "$boot" = 1 ]; then
     # ------------------------------------------------------------ 1: install
     # The image is minimal and offline: its missing dependencies come on the payload disk.
     if ls /payload/deps/*.deb >/dev/null 2>&1; then
-        check 1 "dependencies from the payload install" dpkg -i /payload/deps/*.deb
+        check 1 "dependencies from the payload install" apt-get install -y -q --no-install-recommends /payload/deps/*.deb
     fi
     check 1 "dpkg -i installs the .deb" dpkg -i /payload/forksafe.deb
     check 1 "the unit is enabled" sh -c '[ "$(systemctl is-enabled forksafe.service)" = enabled ]'

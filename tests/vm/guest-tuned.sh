@@ -9,7 +9,7 @@ set -u
 
 PROFILE=/usr/lib/tuned/hpc-compute/tuned.conf
 say "INFO tuned scenario, boot $boot: $(uname -r), $RELEASE"
-check 1 "tuned and its dependencies install from the payload" dpkg -i /payload/deps/*.deb
+check 1 "tuned and its dependencies install from the payload" apt-get install -y -q --no-install-recommends /payload/deps/*.deb
 check 1 "forksafe installs" dpkg -i /payload/forksafe.deb
 check 1 "tuned is active" sh -c 'systemctl is-active tuned.service || { systemctl start tuned.service; systemctl is-active tuned.service; }'
 line=$(grep -n '^transparent_hugepages=always' "$PROFILE" | cut -d: -f1)
