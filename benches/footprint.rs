@@ -112,7 +112,6 @@ impl Target {
     }
 }
 
-
 /// What /proc says about a process.
 #[derive(Clone, Copy)]
 struct Usage {
@@ -176,7 +175,11 @@ fn idle(pid: u32) -> Idle {
 fn baseline() -> Option<Idle> {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("wake.c");
-    std::fs::write(&src, "#include <unistd.h>\nint main(void) { for (;;) sleep(1); }\n").unwrap();
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\nint main(void) { for (;;) sleep(1); }\n",
+    )
+    .unwrap();
     let bin = dir.path().join("wake");
     let built = Command::new("cc")
         .args(["-O2", "-o"])
@@ -359,9 +362,17 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
     // A writer through another mount: no event; the poll repairs it.
     let no_event = if t.real {
         OtherMount::start().map(|mut other| {
-            let rel = ["sys/vm/overcommit_memory", "kernel/mm/transparent_hugepage/enabled", "kernel/mm/transparent_hugepage/defrag"];
+            let rel = [
+                "sys/vm/overcommit_memory",
+                "kernel/mm/transparent_hugepage/enabled",
+                "kernel/mm/transparent_hugepage/defrag",
+            ];
             drifts(t, &d, &mut |k, v| {
-                let file = if k == 0 { format!("proc/{}", rel[0]) } else { format!("sys/{}", rel[k]) };
+                let file = if k == 0 {
+                    format!("proc/{}", rel[0])
+                } else {
+                    format!("sys/{}", rel[k])
+                };
                 other.write(&file, v);
             })
         })
@@ -394,7 +405,10 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
             format!("start → knobs set + READY=1 (median / max of {STARTS})"),
             format!("{} / {}", ms(start_med), ms(start_max)),
             "2.09 ms / 3.50 ms",
-            format!("≤ 2 ms median: {}", ok(start_med <= Duration::from_millis(2))),
+            format!(
+                "≤ 2 ms median: {}",
+                ok(start_med <= Duration::from_millis(2))
+            ),
         ),
         row(
             format!("peak RSS (VmHWM) after {} s", idle_period().as_secs()),
@@ -414,7 +428,11 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
         row(
             format!("CPU over {} s idle", idle_period().as_secs()),
             match floor_cpu {
-                Some(f) => format!("{} ({:.1}x the floor below)", ms(cpu), cpu.as_secs_f64() / f.as_secs_f64().max(1e-9)),
+                Some(f) => format!(
+                    "{} ({:.1}x the floor below)",
+                    ms(cpu),
+                    cpu.as_secs_f64() / f.as_secs_f64().max(1e-9)
+                ),
                 None => ms(cpu),
             },
             "6.28 ms (2.2x a Rust sleep loop)",
@@ -432,9 +450,16 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
             "",
             String::new(),
         ),
-        row("wakeups per second, idle", format!("{wakeups:.2}"), "1.00", String::new()),
         row(
-            format!("drift → repaired, writer on the same mount (inotify event; median / max of {DRIFTS_PER_KNOB} per knob)"),
+            "wakeups per second, idle",
+            format!("{wakeups:.2}"),
+            "1.00",
+            String::new(),
+        ),
+        row(
+            format!(
+                "drift → repaired, writer on the same mount (inotify event; median / max of {DRIFTS_PER_KNOB} per knob)"
+            ),
             format!("{} / {}", ms(event_med), ms(event_max)),
             "525.40 ms / 993.71 ms",
             format!(
@@ -443,22 +468,37 @@ fn bench_forksafe(t: &Target) -> (Vec<Row>, [f64; 5]) {
             ),
         ),
         row(
-            format!("drift → repaired, written through another procfs/sysfs mount (no event: the poll; median / max of {DRIFTS_PER_KNOB} per knob)"),
+            format!(
+                "drift → repaired, written through another procfs/sysfs mount (no event: the poll; median / max of {DRIFTS_PER_KNOB} per knob)"
+            ),
             match no_event {
                 Some((m, x)) => format!("{} / {}", ms(m), ms(x)),
                 None => "not measured (needs root on the real kernel)".into(),
             },
             "525.40 ms / 993.71 ms",
             match no_event {
-                Some((_, x)) => format!("≤ 1 interval (1 s) max: {}", ok(x <= Duration::from_millis(1000))),
+                Some((_, x)) => format!(
+                    "≤ 1 interval (1 s) max: {}",
+                    ok(x <= Duration::from_millis(1000))
+                ),
                 None => String::new(),
             },
         ),
         row(
-            format!("a neighbour writing the wrong value 100 times a second for {} s: CPU, log lines", flip_for.as_secs()),
-            format!("{:.2}% of a core ({} over {flips} wrong writes), {flip_lines} lines", share * 100.0, ms(flip_cpu)),
+            format!(
+                "a neighbour writing the wrong value 100 times a second for {} s: CPU, log lines",
+                flip_for.as_secs()
+            ),
+            format!(
+                "{:.2}% of a core ({} over {flips} wrong writes), {flip_lines} lines",
+                share * 100.0,
+                ms(flip_cpu)
+            ),
             "24 ms, 4 lines (it backed off: the knob was wrong most of the time)",
-            format!("≤ 5% of a core, ≤ 10 lines: {}", ok(share <= 0.05 && flip_lines <= 10)),
+            format!(
+                "≤ 5% of a core, ≤ 10 lines: {}",
+                ok(share <= 0.05 && flip_lines <= 10)
+            ),
         ),
         row(
             "stripped binary",

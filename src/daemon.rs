@@ -480,16 +480,7 @@ impl Daemon {
             }
             Err(e) => {
                 self.reload_error = Some(e.to_string());
-                Event::new(
-                    EventKind::ConfigRejected,
-                    format!("configuration rejected, the running one stays in force: {e}"),
-                )
-                .field("CONFIG", &e.source)
-                .field(
-                    "CONFIG_LINE",
-                    e.line.map_or(String::new(), |l| l.to_string()),
-                )
-                .emit();
+                Event::config_rejected(&e).emit();
             }
         }
         let status = self.tick();

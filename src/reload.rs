@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::cli::{Parsed, parse_args};
 use crate::config::{Settings, Source};
 use crate::fsread;
-use crate::report::{Event, EventKind};
+use crate::report::Event;
 use crate::root::Root;
 use crate::state;
 
@@ -67,16 +67,7 @@ pub fn run(root: &Root, config: Option<&Path>, pid: Option<u32>) -> u8 {
         None => Source::Builtin,
     };
     if let Err(e) = Settings::load_for_reload(&droot, dconfig.as_deref(), &running) {
-        Event::new(
-            EventKind::ConfigRejected,
-            format!("configuration refused, the running one stays in force: {e}"),
-        )
-        .field("CONFIG", &e.source)
-        .field(
-            "CONFIG_LINE",
-            e.line.map_or(String::new(), |l| l.to_string()),
-        )
-        .emit();
+        Event::config_rejected(&e).emit();
         return 2;
     }
     let generation = before.as_ref().map_or(0, |s| s.reloads);
@@ -100,7 +91,7 @@ pub fn run(root: &Root, config: Option<&Path>, pid: Option<u32>) -> u8 {
                 return match s.reload_error {
                     // The file changed between our look and the daemon's: its verdict counts.
                     Some(e) => {
-                        log::error!("configuration refused, the running one stays in force: {e}");
+                        log::error!("configuration rejected, the running one stays in force: {e}");
                         2
                     }
                     None => {

@@ -118,6 +118,20 @@ impl Event {
         self
     }
 
+    /// A config refused on reload (by the daemon, or by `forksafe reload` before it
+    /// signals): the running one stays; the file and line in `CONFIG` and `CONFIG_LINE`.
+    pub fn config_rejected(e: &crate::config::ConfigError) -> Event {
+        Event::new(
+            EventKind::ConfigRejected,
+            format!("configuration rejected, the running one stays in force: {e}"),
+        )
+        .field("CONFIG", &e.source)
+        .field(
+            "CONFIG_LINE",
+            e.line.map_or(String::new(), |l| l.to_string()),
+        )
+    }
+
     /// Add `ERRNO` when there is one.
     pub fn errno(self, errno: Option<i32>) -> Event {
         match errno {
