@@ -34,8 +34,10 @@ wait_redis() {
 # SETRANGEs spread over the 240 values, so each lands in memory the child still shares.
 # This start's lines of the Redis log: from the last "Redis is starting" to "Ready".
 start_log() {
-    since=$(grep -n "$NAME is starting" "$LOG" | tail -n 1 | cut -d: -f1)
-    tail -n +"${since:-1}" "$LOG" | sed '/Ready to accept connections/q'
+    # Lines start with "PID:role": the last start's lines are those of its PID (Valkey 8
+    # logs the overcommit warning before its "is starting" banner).
+    pid=$(grep "$NAME is starting" "$LOG" | tail -n 1 | cut -d: -f1)
+    grep "^${pid:-none}:" "$LOG" | sed '/Ready to accept connections/q'
 }
 cow_run() {
     rcli BGSAVE >/dev/null
