@@ -113,7 +113,9 @@ impl Daemon {
     fn new(root: Root, config: Option<PathBuf>, settings: Settings) -> Daemon {
         let memory = fresh_memory(&settings, &[], None);
         let paths = enforce::resolve(&root, &settings);
-        let sources = legacy::Sources::scan(&root, &settings);
+        // Scanned right after READY=1: what else sets the knobs is for the log, not for
+        // the units waiting on us.
+        let sources = legacy::Sources::default();
         Daemon {
             paths,
             root,
@@ -369,6 +371,14 @@ impl Daemon {
         let contested = self.memory.iter().filter(|m| m.contest.fighting()).count();
         let statuses: Vec<Status> = self.memory.iter().map(|m| m.status).collect();
         let status = status_line(&statuses, self.repairs, self.settings.repair, contested);
+        // An idle tick changes nothing: say nothing, build nothing.
+        let unchanged = self
+            .state_written
+            .as_ref()
+            .is_some_and(|w| w.status == status && w.reloads == self.reloads && contested == 0);
+        if unchanged && self.settings.textfile.is_none() {
+            return status;
+        }
         if self.settings.textfile.is_some() {
             let rows: Vec<(&str, Status, Counters)> = self
                 .settings
@@ -965,6 +975,7 @@ pub fn run(
     d.sysctl_d();
     let status = d.tick();
     d.notifier.ready(&status);
+    d.sources.refresh(&d.root, &d.settings);
     let mut next_rescan = Instant::now() + RESCAN;
 
     let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);

@@ -868,6 +868,7 @@ pub fn scan(root: &Root, settings: &Settings, table: &Table) -> Vec<Finding> {
 
 /// The runtime findings that set each knob to something else, for the daemon's journal
 /// entries (SOURCE=). Scanned at start, on reload and at most once a minute.
+#[derive(Default)]
 pub struct Sources {
     found: Vec<Finding>,
 }
