@@ -6,6 +6,8 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=$(mktemp -d /tmp/forksafe-ansible.XXXXXX)
+# Ansible looks for a relative src: in the role's directories: give it the file itself.
+VM_DEB=$(realpath "$VM_DEB")
 trap 'rm -rf "$work"' EXIT
 
 check() { # check WHAT COMMAND...
