@@ -530,7 +530,12 @@ fn sysctl_d(settings: &Settings, survey: &enforce::Survey, daemon_running: bool)
         let Some(boot) = boot else { continue };
         let name = k.name();
         let mut msg = format!("{name}: {}", boot.explain());
-        for o in &boot.overrides {
+        // The winning line is already named; add only procps' /etc/sysctl.conf, if it differs.
+        for o in boot
+            .overrides
+            .iter()
+            .filter(|o| Some(*o) != boot.value.as_ref())
+        {
             msg.push_str(&format!("; overridden by {o}"));
         }
         msgs.push(msg);
