@@ -71,6 +71,8 @@ impl KnobReport<'_> {
             None => judge(self.knob, &self.observed),
             Some(Ok(())) => Status::Ok,
             Some(Err(e)) if e.is_absent() => Status::Absent,
+            // Our writes went through; something else keeps writing: the knob is wrong.
+            Some(Err(e)) if e.is_raced() => Status::Drift,
             Some(Err(_)) => Status::Error,
         };
         match &self.boot {
@@ -326,6 +328,32 @@ mod tests {
         assert_eq!(r[1].status(), Status::Absent);
         assert!(r[1].repair.is_none());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "1\n");
+    }
+
+    /// A repair another writer undid each time leaves the knob drifted, not failed: the
+    /// daemon keeps repairing it and counts it in the fight.
+    #[test]
+    fn a_raced_repair_is_drift_a_steady_read_back_an_error() {
+        let s = settings("[sysctl]\n\"vm.overcommit_memory\" = 1\n");
+        let knob = &s.knobs[0];
+        let report = |cause| KnobReport {
+            knob,
+            observed: Ok("0".into()),
+            repair: Some(Err(KnobError {
+                path: "/proc/sys/vm/overcommit_memory".into(),
+                op: crate::knob::Op::Verify,
+                cause,
+            })),
+            boot: None,
+        };
+        let two = |a: &str, b: &str| vec![a.to_string(), b.to_string(), a.to_string()];
+        let raced = report(crate::knob::Cause::of_read_backs("1", two("0", "")));
+        assert_eq!(raced.status(), Status::Drift);
+        assert_eq!(raced.current(), Some("0"));
+        assert!(Stuck::after(&raced).is_none());
+        let steady = report(crate::knob::Cause::of_read_backs("1", two("0", "0")));
+        assert_eq!(steady.status(), Status::Error);
+        assert!(Stuck::after(&steady).is_some());
     }
 
     #[test]

@@ -163,9 +163,32 @@ impl Knob {
     }
 
     /// Write the desired value, then read it back. Ok only when the kernel now reports it.
+    ///
+    /// A read-back that differs is either the kernel adjusting the value (it will every
+    /// time) or another writer landing between our write and our read (it will not, three
+    /// times running). So a differing read-back is written again, up to [`WRITE_TRIES`]
+    /// writes: the same other value each time is [`Cause::ReadBack`], the kernel's answer;
+    /// differing ones are [`Cause::Raced`], a writer to keep repairing, never to give in to.
     pub fn write(&self, at: &Resolved) -> Result<(), KnobError> {
-        // One write(2) of the whole value: procfs and sysfs parse each write on its own.
-        // O_TRUNC is ignored by the kernel's files and keeps fixture files exact.
+        let mut reads: Vec<String> = Vec::new();
+        for _ in 0..WRITE_TRIES {
+            let now = self.write_once(at)?;
+            if now == self.desired {
+                return Ok(());
+            }
+            reads.push(now);
+        }
+        Err(KnobError {
+            path: at.shown.clone(),
+            op: Op::Verify,
+            cause: Cause::of_read_backs(&self.desired, reads),
+        })
+    }
+
+    /// One write(2) of the whole value, then what the kernel reports.
+    fn write_once(&self, at: &Resolved) -> Result<String, KnobError> {
+        // procfs and sysfs parse each write on its own. O_TRUNC is ignored by the kernel's
+        // files and keeps fixture files exact.
         let line = format!("{}\n", self.desired);
         OpenOptions::new()
             .write(true)
@@ -174,21 +197,12 @@ impl Knob {
             .open(&at.real)
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .map_err(|e| KnobError::from_io(at.shown.clone(), Op::Write, e))?;
-        let now = self.read(at)?;
-        if now == self.desired {
-            Ok(())
-        } else {
-            Err(KnobError {
-                path: at.shown.clone(),
-                op: Op::Verify,
-                cause: Cause::ReadBack {
-                    wrote: self.desired.clone(),
-                    read: now,
-                },
-            })
-        }
+        self.read(at)
     }
 }
+
+/// Writes [`Knob::write`] makes before it takes a differing read-back as the kernel's answer.
+pub const WRITE_TRIES: usize = 3;
 
 /// A knob's file, found and opened by [`Knob::resolve`].
 #[derive(Debug)]
@@ -402,10 +416,35 @@ pub enum Cause {
         /// What the kernel reports after the write.
         read: String,
     },
+    /// Every write went through, and each read-back found another value set at once:
+    /// something else writes the knob as we do.
+    Raced {
+        /// What was written, [`WRITE_TRIES`] times.
+        wrote: String,
+        /// What each read-back found.
+        reads: Vec<String>,
+    },
     /// Symlinks lead outside the knob's tree, to this path.
     Escape(PathBuf),
     /// Anything else, with its errno (0 when none).
     Other(i32, String),
+}
+
+impl Cause {
+    /// What differing read-backs of `wrote` mean: the same value every time is the kernel's
+    /// answer ([`Cause::ReadBack`]), differing values are another writer ([`Cause::Raced`]).
+    pub fn of_read_backs(wrote: &str, reads: Vec<String>) -> Cause {
+        match reads.split_first() {
+            Some((first, rest)) if rest.iter().all(|r| r == first) => Cause::ReadBack {
+                wrote: wrote.to_string(),
+                read: first.clone(),
+            },
+            _ => Cause::Raced {
+                wrote: wrote.to_string(),
+                reads,
+            },
+        }
+    }
 }
 
 /// A failed knob operation: what, on which file, and why.
@@ -463,6 +502,11 @@ impl KnobError {
     pub fn is_absent(&self) -> bool {
         self.cause == Cause::Absent
     }
+
+    /// Whether another writer changed the knob between each of our writes and its read-back.
+    pub fn is_raced(&self) -> bool {
+        matches!(self.cause, Cause::Raced { .. })
+    }
 }
 
 impl fmt::Display for KnobError {
@@ -502,8 +546,20 @@ impl fmt::Display for KnobError {
             ),
             Cause::ReadBack { wrote, read } => write!(
                 f,
-                "{what} {path}: wrote {wrote:?}, the kernel reports {read:?} after the write; \
-                 the kernel adjusted the value or something else set it at once"
+                "{what} {path}: wrote {wrote:?}, the kernel reports {read:?} after each of \
+                 {WRITE_TRIES} writes: the kernel adjusts the value (or something rewrites it \
+                 at once, every time)"
+            ),
+            Cause::Raced { wrote, reads } => write!(
+                f,
+                "{what} {path}: wrote {wrote:?} {} times, and each time something else set it \
+                 at once (read back {}); it is written again at its next change",
+                reads.len(),
+                reads
+                    .iter()
+                    .map(|r| format!("{r:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Cause::Escape(real) => write!(
                 f,
@@ -520,6 +576,40 @@ impl std::error::Error for KnobError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_backs_the_same_each_time_are_the_kernels_answer_differing_ones_a_race() {
+        let v = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Cause::of_read_backs("5000", v(&["8192", "8192", "8192"])),
+            Cause::ReadBack {
+                wrote: "5000".into(),
+                read: "8192".into()
+            }
+        );
+        for reads in [&["0", "", "0"][..], &["0", "0", "2"], &["", "0", "0"]] {
+            assert_eq!(
+                Cause::of_read_backs("1", v(reads)),
+                Cause::Raced {
+                    wrote: "1".into(),
+                    reads: v(reads)
+                },
+                "{reads:?}"
+            );
+        }
+        let raced = KnobError {
+            path: "/proc/sys/vm/overcommit_memory".into(),
+            op: Op::Verify,
+            cause: Cause::of_read_backs("1", v(&["0", "", "0"])),
+        };
+        assert!(raced.is_raced());
+        assert_eq!(
+            raced.to_string(),
+            "wrote but could not verify /proc/sys/vm/overcommit_memory: wrote \"1\" 3 times, and \
+             each time something else set it at once (read back \"0\", \"\", \"0\"); it is \
+             written again at its next change"
+        );
+    }
 
     #[test]
     fn normalize_kernel_formats() {

@@ -39,11 +39,11 @@ fn ready_only_after_knobs_are_set_then_repairs_drift() {
         "{ready}"
     );
 
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     wait_for("the repair", || tree.read(OVERCOMMIT) == "1\n");
     let status = d.wait_message("STATUS=");
     assert!(status.contains("1 repairs since start"), "{status}");
-    tree.write(&format!("{THP}/enabled"), "[always] madvise never\n");
+    tree.set(&format!("{THP}/enabled"), "[always] madvise never\n");
     wait_for("the THP repair", || {
         tree.read(&format!("{THP}/enabled")) == "never\n"
     });
@@ -125,7 +125,7 @@ fn sighup_with_broken_config_keeps_the_running_one() {
     d.wait_message("RELOADING=1");
     d.wait_message("READY=1");
     // The old config still rules: drift is repaired back to 1, not left or set to 7.
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     wait_for("the repair under the old config", || {
         tree.read(OVERCOMMIT) == "1\n"
     });
@@ -179,7 +179,7 @@ fn audit_mode_reports_drift_once_and_never_writes() {
         "{ready}"
     );
     std::thread::sleep(std::time::Duration::from_millis(300)); // several ticks
-    tree.write(OVERCOMMIT, "2\n");
+    tree.set(OVERCOMMIT, "2\n");
     wait_for("the new drift to be seen", || {
         d.log().contains("vm.overcommit_memory: is 2")
     });
@@ -260,7 +260,7 @@ fn a_read_only_knob_does_not_stop_the_others() {
     let d = Daemon::start_with(tree.root(), &[], Some(&wrap));
     let ready = d.wait_message("READY=1");
     assert!(ready.contains("2 of 3 knobs in spec, 1 failing"), "{ready}");
-    tree.write(&format!("{THP}/enabled"), "[always] madvise never\n");
+    tree.set(&format!("{THP}/enabled"), "[always] madvise never\n");
     wait_for("the THP repair", || {
         tree.read(&format!("{THP}/enabled")) == "never\n"
     });
@@ -386,7 +386,7 @@ fn a_notify_socket_nobody_reads_does_not_hang_the_daemon() {
     // default), none of them read from here on.
     std::thread::sleep(std::time::Duration::from_millis(500));
     for i in 0..2 {
-        tree.write(OVERCOMMIT, "0\n");
+        tree.set(OVERCOMMIT, "0\n");
         wait_for(&format!("repair {i}"), || tree.read(OVERCOMMIT) == "1\n");
     }
     let (code, log) = d.stop();
@@ -460,7 +460,7 @@ fn metrics_textfile_follows_the_knobs() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(mtime(), before);
 
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     wait_for("the repair counted", || {
         metrics(&tree)[&oc("forksafe_repairs_total")] == 1.0
     });
@@ -489,7 +489,7 @@ fn flipper(
     std::thread::spawn(move || {
         let mut writes = 0;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            std::fs::write(&path, "0\n").unwrap();
+            set_file(&path, "0\n");
             writes += 1;
             std::thread::sleep(std::time::Duration::from_millis(1000 / per_second));
         }
@@ -603,7 +603,7 @@ fn an_irregular_neighbour_leaves_the_knob_wrong_rarely() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                std::fs::write(&path, "0\n").unwrap();
+                set_file(&path, "0\n");
                 writes += 1;
             }
             writes
@@ -684,7 +684,7 @@ fn a_write_is_repaired_by_its_event_and_the_watch_survives_a_reload() {
     let d = Daemon::start(tree.root(), &[]);
     d.wait_message("READY=1");
     for round in 0..3 {
-        tree.write(OVERCOMMIT, "0\n");
+        tree.set(OVERCOMMIT, "0\n");
         wait_for(&format!("event repair {round}"), || {
             tree.read(OVERCOMMIT) == "1\n"
         });
@@ -699,11 +699,11 @@ fn a_write_is_repaired_by_its_event_and_the_watch_survives_a_reload() {
     d.signal(Signal::SIGHUP);
     d.wait_message("READY=1");
     assert_eq!(tree.read(&format!("{THP}/defrag")), "madvise\n");
-    tree.write(&format!("{THP}/defrag"), "always\n");
+    tree.set(&format!("{THP}/defrag"), "always\n");
     wait_for("the repair after the reload", || {
         tree.read(&format!("{THP}/defrag")) == "madvise\n"
     });
-    tree.write(OVERCOMMIT, "2\n");
+    tree.set(OVERCOMMIT, "2\n");
     wait_for("overcommit still watched", || {
         tree.read(OVERCOMMIT) == "1\n"
     });
@@ -758,7 +758,7 @@ fn forksafe_reload_waits_for_the_daemon_and_refuses_a_broken_config() {
         "{err}"
     );
     // The running config still rules.
-    tree.write(&format!("{THP}/defrag"), "always\n");
+    tree.set(&format!("{THP}/defrag"), "always\n");
     wait_for("the repair under the running config", || {
         tree.read(&format!("{THP}/defrag")) == "madvise\n"
     });
@@ -816,7 +816,7 @@ fn watch_via_watches_the_mirror() {
     let via = tempfile::tempdir().unwrap();
     let mirror = via.path().join("proc/sys/vm/overcommit_memory");
     std::fs::create_dir_all(mirror.parent().unwrap()).unwrap();
-    std::fs::write(&mirror, "1\n").unwrap();
+    set_file(&mirror, "1\n");
     let d = Daemon::start_args(
         tree.root(),
         &["--watch-via", via.path().to_str().unwrap()],
@@ -824,17 +824,17 @@ fn watch_via_watches_the_mirror() {
         None,
     );
     d.wait_message("READY=1");
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     std::thread::sleep(std::time::Duration::from_millis(300));
     // Not watched there: nothing repairs it before the 1 min poll.
     assert_eq!(tree.read(OVERCOMMIT), "0\n");
     // The host's instance changed (here: its mirror): the daemon looks, and repairs.
-    std::fs::write(&mirror, "0\n").unwrap();
+    set_file(&mirror, "0\n");
     wait_for("the repair through the mirror's event", || {
         tree.read(OVERCOMMIT) == "1\n"
     });
     // THP has no mirror: watched where it is read.
-    tree.write(&format!("{THP}/enabled"), "always\n");
+    tree.set(&format!("{THP}/enabled"), "always\n");
     wait_for("the THP repair", || {
         tree.read(&format!("{THP}/enabled")) == "never\n"
     });

@@ -102,7 +102,7 @@ fn untrusted_or_truncated_config_on_reload_keeps_the_running_one() {
         d.signal(Signal::SIGHUP);
         d.wait_message("READY=1");
     }
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     wait_for("the repair under the running config", || {
         tree.read(OVERCOMMIT) == "1\n"
     });
@@ -126,7 +126,7 @@ fn a_storm_of_sighups_is_coalesced() {
         d.signal(Signal::SIGHUP);
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     wait_for("a repair after the storm", || {
         tree.read(OVERCOMMIT) == "1\n"
     });
@@ -396,7 +396,7 @@ fn a_fifo_or_device_at_the_config_path_never_blocks() {
     mkfifo(&tree.path(CONFIG));
     d.signal(Signal::SIGHUP);
     d.wait_message("READY=1");
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     wait_for("a repair after the FIFO reload", || {
         tree.read(OVERCOMMIT) == "1\n"
     });
@@ -441,7 +441,7 @@ fn a_fifo_in_sysctl_d_never_blocks() {
     wait_for("the second FIFO reported", || {
         d.log().contains("20-fifo.conf is a FIFO")
     });
-    tree.write(OVERCOMMIT, "0\n");
+    tree.set(OVERCOMMIT, "0\n");
     wait_for("a repair", || tree.read(OVERCOMMIT) == "1\n");
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
@@ -533,7 +533,7 @@ fn a_stalled_journald_never_blocks_the_loop() {
     for i in 0..40 {
         d.signal(Signal::SIGHUP);
         d.wait_message("READY=1");
-        tree.write(OVERCOMMIT, "0\n");
+        tree.set(OVERCOMMIT, "0\n");
         wait_for(&format!("repair {i} with the journal stalled"), || {
             tree.read(OVERCOMMIT) == "1\n"
         });

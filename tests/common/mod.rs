@@ -69,6 +69,11 @@ impl Tree {
         std::fs::write(p, text).unwrap();
     }
 
+    /// Set a knob's fixture file as another writer of a kernel knob would: see [`set_file`].
+    pub fn set(&self, rel: &str, text: &str) {
+        set_file(&self.path(rel), text);
+    }
+
     /// Every file of `tests/fixtures/<name>/expected` has the same content here.
     pub fn assert_matches_expected(&self) {
         let expected = fixtures().join(&self.name).join("expected");
@@ -313,6 +318,22 @@ pub const REAL_KNOBS: [&str; 3] = [
 /// A kernel file's value, normalised (`always [madvise] never` -> `madvise`).
 pub fn read_knob(path: &str) -> String {
     forksafe::knob::normalize(&std::fs::read_to_string(path).unwrap())
+}
+
+/// Replace a knob fixture file's content the way a kernel knob changes: one pwrite(2) at
+/// offset 0, no O_TRUNC, so a reader racing it (the daemon) sees the old value or the new
+/// one, never an empty file. A shorter value is then cut to length; the tests' racing writes
+/// are all of the same length or longer.
+pub fn set_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    f.write_all_at(text.as_bytes(), 0).unwrap();
+    f.set_len(text.len() as u64).unwrap();
 }
 
 pub fn write_knob(path: &str, value: &str) -> std::io::Result<()> {
