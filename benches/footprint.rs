@@ -11,8 +11,9 @@
 //! - CPU time over 60 s idle (schedstat, nanoseconds) and wakeups per second (context
 //!   switches), beside a bare C program that only wakes once a second (this machine's
 //!   floor, compiled here with cc);
-//! - drift -> repaired for a writer on the same mount (the inotify event path): a wrong
-//!   value written, then read every 100 us (20 per knob);
+//! - drift -> repaired for a writer on the same mount (the inotify event path): from the
+//!   moment the wrong value is in place (its write returned), read every 100 us (20 per
+//!   knob);
 //! - drift -> repaired when no event arrives: written through a second procfs and sysfs
 //!   mount in a private mount namespace (real kernel only), so only the poll finds it;
 //! - a neighbour writing the wrong value 100 times a second for 60 s: CPU and log lines.
@@ -235,8 +236,10 @@ impl OtherMount {
              mount -t sysfs sysfs {d}/sys && echo ready && \
              while read f v; do echo \"$v\" > {d}/$f; echo done; done"
         );
+        // -n too: sysfs is one instance per network namespace, so a second mount in the
+        // same one would be the daemon's own (and raise its events).
         let mut child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .args(["-m", "-n", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -309,14 +312,20 @@ fn ratio(tuned: f64, ours: f64) -> String {
 /// Drift -> repaired `DRIFTS_PER_KNOB` times per knob, the wrong value written by `write`.
 fn drifts(t: &Target, d: &Daemon, write: &mut dyn FnMut(usize, &str)) -> (Duration, Duration) {
     let mut took = Vec::new();
+    let mut per_knob: [Vec<u128>; 3] = Default::default();
     for i in 0..DRIFTS_PER_KNOB * 3 {
         // Spread the writes over the tick's phase.
         std::thread::sleep(Duration::from_millis((i as u64 * 373) % 1000));
         let (knob, wrong) = [(0, "0"), (1, "always"), (2, "always")][i % 3];
-        let start = Instant::now();
+        // The drift begins when the wrong value is in place: when the write returns (a THP
+        // write can spend milliseconds in the kernel starting or stopping khugepaged).
         write(knob, wrong);
+        let start = Instant::now();
         match wait_in_spec(t, start) {
-            Some(d) => took.push(d),
+            Some(d) => {
+                took.push(d);
+                per_knob[knob].push(d.as_micros());
+            }
             None => panic!(
                 "forksafe did not repair {} within {REPAIR_PATIENCE:?}; knobs now {:?}; its log:\n{}",
                 REAL_KNOBS[knob],
@@ -326,6 +335,10 @@ fn drifts(t: &Target, d: &Daemon, write: &mut dyn FnMut(usize, &str)) -> (Durati
                 d.log()
             ),
         }
+    }
+    for (k, v) in per_knob.iter_mut().enumerate() {
+        v.sort();
+        eprintln!("  {}: {v:?} us", REAL_KNOBS[k]);
     }
     median_max(took)
 }

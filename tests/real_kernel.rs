@@ -237,8 +237,12 @@ fn a_value_the_kernel_adjusts_is_reported_once_and_not_rewritten() {
     let idle_again = writes.take();
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
-    // The first repair: WRITE_TRIES writes, all read back as 8192, then none.
-    assert_eq!(first, forksafe::knob::WRITE_TRIES, "the first repair:\n{log}");
+    // The first repair: WRITE_TRIES writes back to back (the log line says so), which the
+    // kernel may merge into fewer unread events; then none.
+    assert!(
+        (1..=forksafe::knob::WRITE_TRIES).contains(&first),
+        "{first} events for the first repair:\n{log}"
+    );
     assert_eq!(idle, 0, "the daemon wrote {idle} times in 20 ticks:\n{log}");
     assert_eq!(
         idle_again, 0,
