@@ -438,7 +438,7 @@ impl Daemon {
         if content == self.metrics_written {
             return;
         }
-        match atomic::write(&self.root, &path, &content) {
+        match atomic::write(&self.root, &path, &content, atomic::Durability::Runtime) {
             Ok(_) => {
                 self.metrics_written = content;
                 self.metrics_error.clear();

@@ -283,7 +283,8 @@ pub fn persist(root: &Root, settings: &Settings, write: bool) -> Option<DropinRe
     let content = sysctl_d::render(settings);
     let before = sysctl_d::inspect(root, &file, &content);
     let ours = matches!(before, DropinState::Missing | DropinState::Outdated);
-    let wrote = (write && ours).then(|| atomic::write(root, &file, &content));
+    let wrote =
+        (write && ours).then(|| atomic::write(root, &file, &content, atomic::Durability::Boot));
     Some(DropinReport {
         file,
         before,

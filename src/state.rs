@@ -52,7 +52,13 @@ fn path(root: &Root) -> Option<PathBuf> {
 /// Publish `state` (atomically). Errors are the caller's to say once.
 pub fn write(root: &Root, state: &State) -> Result<(), atomic::WriteError> {
     let text = serde_json::to_string(state).unwrap_or_default();
-    atomic::write(root, Path::new(PATH), &format!("{text}\n")).map(|_| ())
+    atomic::write(
+        root,
+        Path::new(PATH),
+        &format!("{text}\n"),
+        atomic::Durability::Runtime,
+    )
+    .map(|_| ())
 }
 
 /// Remove the state (the daemon stops).
