@@ -1050,6 +1050,13 @@ pub fn run(
                 // again for what else sets the knobs.
                 d.resolve_all();
                 d.sources.refresh(&d.root, &d.settings);
+                // A knob left alone because every write read back the same other value
+                // is written again: a writer that won three races in a row and then
+                // stopped must not keep it wrong. The kernel's own answer costs a few
+                // writes a minute and no log line (it is the same error).
+                for mem in &mut d.memory {
+                    mem.stuck = None;
+                }
                 next_rescan = now + RESCAN;
             }
         }

@@ -246,9 +246,16 @@ fn dropin_is_0644_whatever_the_umask_and_apply_no_persist_writes_none() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 
+    // --no-persist: the knobs are set now, no drop-in is written, and since no sysctl.d
+    // file sets overcommit the next boot will not keep it: said, and exit 1.
     let tree = Tree::new("01-drift");
     let o = tree.run(&["apply", "--no-persist"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(!tree.path("etc/sysctl.d").exists());
     assert_eq!(tree.read(OVERCOMMIT), "1\n");
+    assert!(
+        text(&o.stderr).contains("vm.overcommit_memory: nothing sets it at boot"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
 }
