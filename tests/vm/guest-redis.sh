@@ -32,12 +32,15 @@ wait_redis() {
 }
 # The same small-write load each time, while the child writes the snapshot: 3000 one-byte
 # SETRANGEs spread over the 240 values, so each lands in memory the child still shares.
-# This start's lines of the Redis log: from the last "Redis is starting" to "Ready".
+# This start's lines of the Redis log: from this boot's lines (those after the count the last
+# boot left in $STATE: a PID can repeat from one boot to the next), the lines of the last
+# start's PID (lines start with "PID:role"; Valkey 8 logs the overcommit warning before its
+# "is starting" banner), up to "Ready".
 start_log() {
-    # Lines start with "PID:role": the last start's lines are those of its PID (Valkey 8
-    # logs the overcommit warning before its "is starting" banner).
-    pid=$(grep "$NAME is starting" "$LOG" | tail -n 1 | cut -d: -f1)
-    grep "^${pid:-none}:" "$LOG" | sed '/Ready to accept connections/q'
+    skip=$(cat "$STATE/$SERVER-log-lines" 2>/dev/null || echo 0)
+    tail -n +"$((skip + 1))" "$LOG" >"$OUT/$SERVER-this-boot.log"
+    pid=$(grep "$NAME is starting" "$OUT/$SERVER-this-boot.log" | tail -n 1 | cut -d: -f1)
+    grep "^${pid:-none}:" "$OUT/$SERVER-this-boot.log" | sed '/Ready to accept connections/q'
 }
 cow_run() {
     rcli BGSAVE >/dev/null
@@ -46,7 +49,10 @@ cow_run() {
     echo "status=$(info rdb_last_bgsave_status) cow=$(info rdb_last_cow_size)"
 }
 collect() {
+    # Stopped first, so that its shutdown lines count as this boot's.
+    systemctl stop "$UNIT" 2>/dev/null
     cp "$LOG" "$OUT/$SERVER-boot$boot.log" 2>/dev/null
+    wc -l <"$LOG" >"$STATE/$SERVER-log-lines" 2>/dev/null
 }
 
 say "INFO $DB scenario, boot $boot: $(uname -r), systemd $(systemctl --version | head -n1 | cut -d' ' -f2), $($SERVER --version | head -n1 | cut -c1-40), $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo) MiB RAM, THP $(sel $THP/enabled)"
