@@ -39,8 +39,7 @@ fn ready_only_after_knobs_are_set_then_repairs_drift() {
         "{ready}"
     );
 
-    tree.set(OVERCOMMIT, "0\n");
-    wait_for("the repair", || tree.read(OVERCOMMIT) == "1\n");
+    tree.drift_overcommit_until_repaired("the repair");
     let status = d.wait_message("STATUS=");
     assert!(status.contains("1 repairs since start"), "{status}");
     tree.set(&format!("{THP}/enabled"), "[always] madvise never\n");
@@ -125,10 +124,7 @@ fn sighup_with_broken_config_keeps_the_running_one() {
     d.wait_message("RELOADING=1");
     d.wait_message("READY=1");
     // The old config still rules: drift is repaired back to 1, not left or set to 7.
-    tree.set(OVERCOMMIT, "0\n");
-    wait_for("the repair under the old config", || {
-        tree.read(OVERCOMMIT) == "1\n"
-    });
+    tree.drift_overcommit_until_repaired("the repair under the old config");
     // A config file that vanished is refused too, not replaced by the default.
     std::fs::remove_file(tree.path("etc/forksafe/forksafe.toml")).unwrap();
     d.signal(Signal::SIGHUP);
@@ -247,16 +243,7 @@ fn a_read_only_knob_does_not_stop_the_others() {
     let vm = tree.path("proc/sys/vm").display().to_string();
     let script =
         format!("mount --bind {vm} {vm} && mount -o remount,bind,ro {vm} && exec {BIN} \"$@\"");
-    let wrap = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ];
+    let wrap = mount_namespace_argv(&script);
     let d = Daemon::start_with(tree.root(), &[], Some(&wrap));
     let ready = d.wait_message("READY=1");
     assert!(ready.contains("2 of 3 knobs in spec, 1 failing"), "{ready}");
@@ -386,8 +373,7 @@ fn a_notify_socket_nobody_reads_does_not_hang_the_daemon() {
     // default), none of them read from here on.
     std::thread::sleep(std::time::Duration::from_millis(500));
     for i in 0..2 {
-        tree.set(OVERCOMMIT, "0\n");
-        wait_for(&format!("repair {i}"), || tree.read(OVERCOMMIT) == "1\n");
+        tree.drift_overcommit_until_repaired(&format!("repair {i}"));
     }
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
@@ -684,10 +670,7 @@ fn a_write_is_repaired_by_its_event_and_the_watch_survives_a_reload() {
     let d = Daemon::start(tree.root(), &[]);
     d.wait_message("READY=1");
     for round in 0..3 {
-        tree.set(OVERCOMMIT, "0\n");
-        wait_for(&format!("event repair {round}"), || {
-            tree.read(OVERCOMMIT) == "1\n"
-        });
+        tree.drift_overcommit_until_repaired(&format!("event repair {round}"));
     }
     // Reload with THP defrag changed: the new config's knobs are watched too.
     tree.write(

@@ -102,10 +102,7 @@ fn untrusted_or_truncated_config_on_reload_keeps_the_running_one() {
         d.signal(Signal::SIGHUP);
         d.wait_message("READY=1");
     }
-    tree.set(OVERCOMMIT, "0\n");
-    wait_for("the repair under the running config", || {
-        tree.read(OVERCOMMIT) == "1\n"
-    });
+    tree.drift_overcommit_until_repaired("the repair under the running config");
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("no knobs configured"), "{log}");
@@ -126,10 +123,7 @@ fn a_storm_of_sighups_is_coalesced() {
         d.signal(Signal::SIGHUP);
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    tree.set(OVERCOMMIT, "0\n");
-    wait_for("a repair after the storm", || {
-        tree.read(OVERCOMMIT) == "1\n"
-    });
+    tree.drift_overcommit_until_repaired("a repair after the storm");
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     let reloads = count(&log, "configuration reloaded");
@@ -396,10 +390,7 @@ fn a_fifo_or_device_at_the_config_path_never_blocks() {
     mkfifo(&tree.path(CONFIG));
     d.signal(Signal::SIGHUP);
     d.wait_message("READY=1");
-    tree.set(OVERCOMMIT, "0\n");
-    wait_for("a repair after the FIFO reload", || {
-        tree.read(OVERCOMMIT) == "1\n"
-    });
+    tree.drift_overcommit_until_repaired("a repair after the FIFO reload");
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert!(
@@ -441,8 +432,7 @@ fn a_fifo_in_sysctl_d_never_blocks() {
     wait_for("the second FIFO reported", || {
         d.log().contains("20-fifo.conf is a FIFO")
     });
-    tree.set(OVERCOMMIT, "0\n");
-    wait_for("a repair", || tree.read(OVERCOMMIT) == "1\n");
+    tree.drift_overcommit_until_repaired("a repair");
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
 }
@@ -516,16 +506,7 @@ fn a_stalled_journald_never_blocks_the_loop() {
          mount --bind {sock} /run/systemd/journal/socket && exec {BIN} \"$@\"",
         sock = sock_path.display()
     );
-    let wrap = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ];
+    let wrap = mount_namespace_argv(&script);
     let d = Daemon::start_full(tree.root(), &[], &[], Some(&wrap), true);
     d.wait_message("READY=1");
     // Nobody reads the journal: each reload logs a line; 40 of them overflow its queue
@@ -533,10 +514,7 @@ fn a_stalled_journald_never_blocks_the_loop() {
     for i in 0..40 {
         d.signal(Signal::SIGHUP);
         d.wait_message("READY=1");
-        tree.set(OVERCOMMIT, "0\n");
-        wait_for(&format!("repair {i} with the journal stalled"), || {
-            tree.read(OVERCOMMIT) == "1\n"
-        });
+        tree.drift_overcommit_until_repaired(&format!("repair {i} with the journal stalled"));
     }
     // The journal is back: drain it, make one more entry, and find the count of the lost.
     journal.set_nonblocking(true).unwrap();

@@ -142,8 +142,7 @@ fn the_daemons_repairs_name_their_source() {
     );
     let d = Daemon::start_args(tree.root(), &["--log-format", "json"], &[], None);
     d.wait_message("READY=1");
-    tree.set(OVERCOMMIT, "0\n");
-    wait_for("the overcommit repair", || tree.read(OVERCOMMIT) == "1\n");
+    tree.drift_overcommit_until_repaired("the overcommit repair");
     tree.set(&format!("{THP}/enabled"), "[always] madvise never\n");
     wait_for("the THP repair", || {
         tree.read(&format!("{THP}/enabled")) == "never\n"

@@ -47,16 +47,12 @@ fn apply_on_the_real_kernel() {
     write_knob(REAL_KNOBS[2], "madvise").unwrap();
 
     // No drop-in: this test is about the kernel, and must leave /etc alone.
-    let cfg = tempfile::tempdir().unwrap();
-    let cfg_file = cfg.path().join("forksafe.toml");
-    std::fs::write(
-        &cfg_file,
+    let (_cfg, cfg_file) = config_file(
         "[sysctl]\n\"vm.overcommit_memory\" = 1\n\
          [sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = \"never\"\n\
          \"kernel/mm/transparent_hugepage/defrag\" = \"never\"\n\
          [sysctl_d]\nmanage = false\n",
-    )
-    .unwrap();
+    );
 
     let run = |cmd: &str| {
         Command::new(BIN)
@@ -122,14 +118,10 @@ fn the_kernel_refuses_a_value() {
     let guard = Restore::save();
     let ratio = read_knob("/proc/sys/vm/dirty_background_ratio");
     write_knob(REAL_KNOBS[0], "0").unwrap();
-    let cfg = tempfile::tempdir().unwrap();
-    let cfg_file = cfg.path().join("forksafe.toml");
-    std::fs::write(
-        &cfg_file,
+    let (_cfg, cfg_file) = config_file(
         "[sysctl]\n\"vm.overcommit_memory\" = 1\n\"vm.dirty_background_ratio\" = \"not-a-number\"\n\
          [sysctl_d]\nmanage = false\n",
-    )
-    .unwrap();
+    );
     let o = Command::new(BIN)
         .args(["--root", "/", "--config"])
         .arg(&cfg_file)
@@ -142,6 +134,25 @@ fn the_kernel_refuses_a_value() {
     assert_eq!(read_knob(REAL_KNOBS[0]), "1");
     assert_eq!(read_knob("/proc/sys/vm/dirty_background_ratio"), ratio);
     drop(guard);
+}
+
+/// A config file in a fresh directory of its own (mode 0700, so the daemon trusts it),
+/// kept while the returned directory lives.
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forksafe.toml");
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+/// `forksafe run` on this machine (root /) with the config file `cfg`.
+fn daemon_on_host(cfg: &std::path::Path) -> Daemon {
+    Daemon::start_args(
+        std::path::Path::new("/"),
+        &["--config", cfg.to_str().unwrap()],
+        &[],
+        None,
+    )
 }
 
 /// IN_MODIFY events on a kernel file, counted by a thread that drains them every 5 ms (the
@@ -207,21 +218,12 @@ fn a_value_the_kernel_adjusts_is_reported_once_and_not_rewritten() {
         }
     }
     let _put_back = Put(saved);
-    let cfg = tempfile::tempdir().unwrap();
-    let cfg_file = cfg.path().join("forksafe.toml");
-    std::fs::write(
-        &cfg_file,
+    let (_cfg, cfg_file) = config_file(
         "[daemon]\ninterval = \"50ms\"\n[sysctl]\n\"fs.pipe-max-size\" = \"5000\"\n\
          [sysctl_d]\nmanage = false\n",
-    )
-    .unwrap();
-    let writes = Writes::watch(PIPE);
-    let d = Daemon::start_args(
-        std::path::Path::new("/"),
-        &["--config", cfg_file.to_str().unwrap()],
-        &[],
-        None,
     );
+    let writes = Writes::watch(PIPE);
+    let d = daemon_on_host(&cfg_file);
     d.wait_message("READY=1");
     std::thread::sleep(std::time::Duration::from_millis(100));
     let first = writes.take();
@@ -287,20 +289,11 @@ fn a_write_no_event_reports_is_repaired_by_the_poll() {
         return;
     }
     let guard = Restore::save();
-    let cfg = tempfile::tempdir().unwrap();
-    let cfg_file = cfg.path().join("forksafe.toml");
-    std::fs::write(
-        &cfg_file,
+    let (_cfg, cfg_file) = config_file(
         "[daemon]\ninterval = \"300ms\"\n[sysctl]\n\"vm.overcommit_memory\" = 1\n\
          [sysctl_d]\nmanage = false\n",
-    )
-    .unwrap();
-    let d = Daemon::start_args(
-        std::path::Path::new("/"),
-        &["--config", cfg_file.to_str().unwrap()],
-        &[],
-        None,
     );
+    let d = daemon_on_host(&cfg_file);
     d.wait_message("READY=1");
     let writes = Writes::watch(REAL_KNOBS[0]);
     std::thread::sleep(std::time::Duration::from_millis(50));

@@ -74,6 +74,13 @@ impl Tree {
         set_file(&self.path(rel), text);
     }
 
+    /// Set overcommit to 0 as a neighbour would, and wait (`what`) until the daemon has
+    /// set it back to 1.
+    pub fn drift_overcommit_until_repaired(&self, what: &str) {
+        self.set(OVERCOMMIT, "0\n");
+        wait_for(what, || self.read(OVERCOMMIT) == "1\n");
+    }
+
     /// Every file of `tests/fixtures/<name>/expected` has the same content here.
     pub fn assert_matches_expected(&self) {
         let expected = fixtures().join(&self.name).join("expected");
@@ -296,12 +303,25 @@ pub fn can_unshare() -> bool {
     is_root() && Command::new("unshare").arg("--version").output().is_ok()
 }
 
+/// The command line that runs `script` with sh in a private mount namespace (its mounts
+/// vanish with it); as [`Daemon`]'s `wrap`, "$@" in the script is the daemon's own.
+pub fn mount_namespace_argv(script: &str) -> [&str; 8] {
+    [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]
+}
+
 /// Run `script` with sh in a private mount namespace: its mounts vanish with it.
 pub fn in_mount_namespace(script: &str) -> Output {
-    Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script])
-        .output()
-        .unwrap()
+    let argv = mount_namespace_argv(script);
+    Command::new(argv[0]).args(&argv[1..]).output().unwrap()
 }
 
 pub fn is_root() -> bool {
