@@ -537,7 +537,7 @@ fn absorb(ctx: &Context, mem: &mut Memory, r: &KnobReport, now: Instant) -> bool
         }
     } else if status == Status::Drift {
         mem.contest.wrong(observed);
-    } else if matches!(status, Status::Ok | Status::BootDrift) {
+    } else if status.in_spec_now() {
         if let Some(ended) = mem.contest.in_spec(now) {
             Event::new(
                 EventKind::BackInSpec,

@@ -486,10 +486,7 @@ pub(crate) fn checks(
         };
     };
     // Only a failed save needs to know whether the kernel would refuse a fork now.
-    let failed = FAILED_KEYS
-        .iter()
-        .any(|k| a.info.get(*k).map(String::as_str) == Some("err"));
-    let refusal = if failed {
+    let refusal = if !failed(&a.info).is_empty() {
         db_charge(r, pid).as_ref().and_then(refuses)
     } else {
         None
@@ -497,12 +494,20 @@ pub(crate) fn checks(
     judge(pid, &db.who(), &a, mode, refusal)
 }
 
-/// The INFO fields that say a save or a rewrite failed.
+/// The INFO fields that say a save or a rewrite failed ("err") when they do.
 const FAILED_KEYS: [&str; 3] = [
     "rdb_last_bgsave_status",
     "aof_last_bgrewrite_status",
     "aof_last_write_status",
 ];
+
+/// Which of [`FAILED_KEYS`] say "err" in `info`.
+fn failed(info: &BTreeMap<String, String>) -> Vec<&'static str> {
+    FAILED_KEYS
+        .into_iter()
+        .filter(|k| info.get(*k).map(String::as_str) == Some("err"))
+        .collect()
+}
 
 /// The checks, from what the database at `pid` said. `mode` is vm.overcommit_memory;
 /// `refusal`, when the kernel would refuse a fork of it now, says why.
@@ -525,10 +530,7 @@ pub fn judge(
     let mut out = Vec::new();
 
     // persistence: did the last save or rewrite fail, and is the kernel the cause?
-    let failed: Vec<&str> = FAILED_KEYS
-        .into_iter()
-        .filter(|k| s(k) == Some("err"))
-        .collect();
+    let failed = failed(i);
     let schedule = match a.config.get("save") {
         Some(Ok(v)) if v.is_empty() => "no save schedule (RDB snapshots off)".to_string(),
         Some(Ok(v)) => format!("save schedule \"{v}\""),

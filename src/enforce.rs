@@ -37,6 +37,11 @@ impl Status {
             Status::Error => "error",
         }
     }
+
+    /// Whether the knob has its value now (the next boot aside).
+    pub fn in_spec_now(self) -> bool {
+        matches!(self, Status::Ok | Status::BootDrift)
+    }
 }
 
 /// The pure judgement of one reading.

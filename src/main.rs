@@ -105,15 +105,12 @@ fn check(root: &Root, settings: &Settings, json: bool, now: bool) -> u8 {
     } else {
         print!("{}", render(&reports, &survey, contested));
     }
-    let in_spec_now = |r: &KnobReport| matches!(r.status(), Status::Ok | Status::BootDrift);
-    if now && reports.iter().all(in_spec_now) {
-        return EXIT_OK;
-    }
-    if !now && all_ok(&reports, survey.dropin.as_ref()) {
-        EXIT_OK
+    let ok = if now {
+        reports.iter().all(|r| r.status().in_spec_now())
     } else {
-        EXIT_NOT_OK
-    }
+        all_ok(&reports, survey.dropin.as_ref())
+    };
+    if ok { EXIT_OK } else { EXIT_NOT_OK }
 }
 
 fn apply(root: &Root, settings: &Settings, no_persist: bool) -> u8 {

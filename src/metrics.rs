@@ -55,7 +55,7 @@ pub fn render(knobs: &[(&str, Status, Counters)]) -> String {
         for (knob, status, c) in knobs {
             let status = *status;
             let value = match i {
-                0 => u64::from(matches!(status, Status::Ok | Status::BootDrift)),
+                0 => u64::from(status.in_spec_now()),
                 1 => u64::from(status == Status::BootDrift),
                 2 => c.repairs,
                 _ => c
