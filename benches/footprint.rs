@@ -64,9 +64,9 @@ impl Target {
                 .all(|k| std::fs::OpenOptions::new().write(true).open(k).is_ok());
         // On the real system no drop-in: the bench must leave /etc alone.
         let config = if real {
-            forksafe::config::DEFAULT_CONFIG.replace("manage = true", "manage = false")
+            forksafe::DEFAULT_CONFIG.replace("manage = true", "manage = false")
         } else {
-            forksafe::config::DEFAULT_CONFIG.to_string()
+            forksafe::DEFAULT_CONFIG.to_string()
         };
         std::fs::write(cfg.path().join("forksafe.toml"), config).unwrap();
         if real {

@@ -12,23 +12,24 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
-use crate::fsread;
 use crate::knob::{Kind, Knob};
-use crate::namespaces::Host;
-use crate::root::Root;
+use crate::os::fsread;
+use crate::os::namespaces::Host;
+use crate::os::report::{Event, EventKind};
+use crate::os::root::Root;
 
 /// The shipped default, compiled in and used when no config file exists.
 pub const DEFAULT_CONFIG: &str = include_str!("../etc/forksafe/forksafe.toml");
 
 /// Where the config file lives, relative to the root.
-pub const CONFIG_PATH: &str = "etc/forksafe/forksafe.toml";
+pub(crate) const CONFIG_PATH: &str = "etc/forksafe/forksafe.toml";
 
 /// The default managed sysctl.d drop-in.
-pub const DEFAULT_DROPIN: &str = "/etc/sysctl.d/99-zz-forksafe.conf";
+pub(crate) const DEFAULT_DROPIN: &str = "/etc/sysctl.d/99-zz-forksafe.conf";
 
 /// The only directory the drop-in may live in: `/run/sysctl.d` is a tmpfs, and the others
 /// belong to packages.
-pub const DROPIN_DIR: &str = "/etc/sysctl.d";
+pub(crate) const DROPIN_DIR: &str = "/etc/sysctl.d";
 
 /// Where the running settings came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,30 +53,30 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// How often every knob is re-read.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// false = audit mode: report drift, never write (the daemon only).
-    pub repair: bool,
+    pub(crate) repair: bool,
     /// The knobs, in write order (THP `enabled` after `defrag`).
-    pub knobs: Vec<Knob>,
+    pub(crate) knobs: Vec<Knob>,
     /// The managed sysctl.d drop-in (absolute, relative to the root), or `None` when
     /// `[sysctl_d] manage = false`.
-    pub dropin: Option<PathBuf>,
+    pub(crate) dropin: Option<PathBuf>,
     /// Prometheus metrics for node_exporter's textfile collector (absolute, relative to
     /// the root), or `None` (the default).
-    pub textfile: Option<PathBuf>,
+    pub(crate) textfile: Option<PathBuf>,
     /// Where these settings came from.
-    pub source: Source,
+    pub(crate) source: Source,
 }
 
 /// A config that cannot be used: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The file (or "the compiled-in default").
-    pub source: Source,
+    pub(crate) source: Source,
     /// 1-based line, when the problem has one.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// What is wrong.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -88,6 +89,23 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// The journal entry for a config refused on reload (by the daemon, or by `forksafe
+    /// reload` before it signals): the running one stays; the file and line in `CONFIG`
+    /// and `CONFIG_LINE`.
+    pub(crate) fn rejected(&self) -> Event {
+        Event::new(
+            EventKind::ConfigRejected,
+            format!("configuration rejected, the running one stays in force: {self}"),
+        )
+        .field("CONFIG", &self.source)
+        .field(
+            "CONFIG_LINE",
+            self.line.map_or(String::new(), |l| l.to_string()),
+        )
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -196,7 +214,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 impl Settings {
     /// "repair mode" or "audit mode", for the log.
-    pub fn mode_name(&self) -> &'static str {
+    pub(crate) fn mode_name(&self) -> &'static str {
         if self.repair {
             "repair mode"
         } else {
@@ -204,15 +222,30 @@ impl Settings {
         }
     }
 
+    /// `3 knobs, interval 1s, repair mode`: what these settings do, in one line.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{} knobs, interval {:?}, {}",
+            self.knobs.len(),
+            self.interval,
+            self.mode_name()
+        )
+    }
+
     /// Parse and validate `text`, which came from `source`, for a host where forksafe shares
-    /// every namespace (see [`Settings::parse_for`]).
-    pub fn parse(text: &str, source: Source) -> Result<Settings, ConfigError> {
+    /// every namespace (see [`Settings::parse_for`]): the tests' way in.
+    #[cfg(test)]
+    pub(crate) fn parse(text: &str, source: Source) -> Result<Settings, ConfigError> {
         Settings::parse_for(text, source, &Host::shared())
     }
 
     /// Parse and validate `text` for `host`: a per-namespace sysctl is refused when forksafe
     /// does not share that namespace with the host.
-    pub fn parse_for(text: &str, source: Source, host: &Host) -> Result<Settings, ConfigError> {
+    pub(crate) fn parse_for(
+        text: &str,
+        source: Source,
+        host: &Host,
+    ) -> Result<Settings, ConfigError> {
         let err = |line: Option<usize>, message: String| ConfigError {
             source: source.clone(),
             line,
@@ -228,44 +261,7 @@ impl Settings {
             Some(s) => parse_timespan(s.get_ref()).map_err(|m| err(at(s.span()), m))?,
         };
 
-        // Flatten dotted tables into full keys, then validate each knob.
-        let mut knobs: Vec<Knob> = Vec::new();
-        let mut seen: BTreeMap<(Kind, PathBuf), usize> = BTreeMap::new();
-        for (kind, table) in [(Kind::Sysctl, &raw.sysctl), (Kind::Sysfs, &raw.sysfs)] {
-            let mut flat = Vec::new();
-            flatten("", table, &mut flat);
-            for (key, value) in flat {
-                let line = at(value.span());
-                let value = match value.get_ref() {
-                    RawValue::Int(i) => i.to_string(),
-                    RawValue::Str(s) => s.clone(),
-                    RawValue::Table(_) => continue, // flatten() never yields tables
-                };
-                let knob = Knob::new(kind, &key, &value).map_err(|m| err(line, m))?;
-                if kind == Kind::Sysctl {
-                    if let Some(why) = host.refuse(knob.rel()) {
-                        return Err(err(line, format!("{}: {why}", knob.name())));
-                    }
-                }
-                let id = (kind, knob.rel().to_path_buf());
-                let this = line.unwrap_or(0);
-                if let Some(other) = seen.insert(id, this) {
-                    // TOML hands tables over in key order, not file order: name the later line.
-                    let (first, second) = (other.min(this), other.max(this));
-                    return Err(err(
-                        Some(second),
-                        format!("{} is set twice (first on line {first})", knob.name()),
-                    ));
-                }
-                knobs.push(knob);
-            }
-        }
-        if knobs.is_empty() {
-            return Err(err(
-                None,
-                "no knobs configured in [sysctl] or [sysfs]; forksafe would do nothing".into(),
-            ));
-        }
+        let mut knobs = validate_knobs(&raw, host, text, &source)?;
         // Sysctl before sysfs, key order within each (TOML gives tables sorted), and THP
         // `enabled` after everything else (a stable sort keeps the rest as it is).
         knobs.sort_by_key(|k| k.write_last());
@@ -299,7 +295,7 @@ impl Settings {
     /// `<root>/etc/forksafe/forksafe.toml`, else the compiled-in default. The file is read
     /// through [`fsread::read_trusted`]: a FIFO, a device, a directory or a file over 1 MiB
     /// at the path is refused at once, never waited on.
-    pub fn load(root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
+    pub(crate) fn load(root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
         let path = match config {
             Some(p) => p.to_path_buf(),
             None => root
@@ -337,7 +333,7 @@ impl Settings {
     /// file vanishing is an error, not a quiet switch to the compiled-in default: a deleted
     /// or half-replaced config keeps the last good one. The daemon and `forksafe reload`
     /// (which checks before it signals) both judge a reload with this.
-    pub fn load_for_reload(
+    pub(crate) fn load_for_reload(
         root: &Root,
         config: Option<&Path>,
         running: &Source,
@@ -358,9 +354,68 @@ impl Settings {
     }
 
     /// [`Settings::load_for_reload`] for these (running) settings.
-    pub fn reload(&self, root: &Root, config: Option<&Path>) -> Result<Settings, ConfigError> {
+    pub(crate) fn reload(
+        &self,
+        root: &Root,
+        config: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
         Settings::load_for_reload(root, config, &self.source)
     }
+}
+
+/// Every knob of `[sysctl]` and `[sysfs]`, validated, each at most once; refused with the
+/// line when a per-namespace sysctl is one forksafe cannot reach from `host`.
+fn validate_knobs(
+    raw: &RawConfig,
+    host: &Host,
+    text: &str,
+    source: &Source,
+) -> Result<Vec<Knob>, ConfigError> {
+    let err = |line: Option<usize>, message: String| ConfigError {
+        source: source.clone(),
+        line,
+        message,
+    };
+    let at = |span: std::ops::Range<usize>| Some(line_of(text, span.start));
+    // Flatten dotted tables into full keys, then validate each knob.
+    let mut knobs: Vec<Knob> = Vec::new();
+    let mut seen: BTreeMap<(Kind, PathBuf), usize> = BTreeMap::new();
+    for (kind, table) in [(Kind::Sysctl, &raw.sysctl), (Kind::Sysfs, &raw.sysfs)] {
+        let mut flat = Vec::new();
+        flatten("", table, &mut flat);
+        for (key, value) in flat {
+            let line = at(value.span());
+            let value = match value.get_ref() {
+                RawValue::Int(i) => i.to_string(),
+                RawValue::Str(s) => s.clone(),
+                RawValue::Table(_) => continue, // flatten() never yields tables
+            };
+            let knob = Knob::new(kind, &key, &value).map_err(|m| err(line, m))?;
+            if kind == Kind::Sysctl {
+                if let Some(why) = host.refuse(knob.rel()) {
+                    return Err(err(line, format!("{}: {why}", knob.name())));
+                }
+            }
+            let id = (kind, knob.rel().to_path_buf());
+            let this = line.unwrap_or(0);
+            if let Some(other) = seen.insert(id, this) {
+                // TOML hands tables over in key order, not file order: name the later line.
+                let (first, second) = (other.min(this), other.max(this));
+                return Err(err(
+                    Some(second),
+                    format!("{} is set twice (first on line {first})", knob.name()),
+                ));
+            }
+            knobs.push(knob);
+        }
+    }
+    if knobs.is_empty() {
+        return Err(err(
+            None,
+            "no knobs configured in [sysctl] or [sysfs]; forksafe would do nothing".into(),
+        ));
+    }
+    Ok(knobs)
 }
 
 /// Join keys that TOML split at their dots (`vm.overcommit_memory = 1` is the table `vm`
@@ -429,7 +484,7 @@ fn validate_textfile(file: &str) -> Result<PathBuf, String> {
 
 /// Parse a systemd-style time span: `500ms`, `2s`, `1min 30s`, `1.5s`; a bare number is
 /// seconds. At least 10ms (a shorter interval only burns CPU), at most a day.
-pub fn parse_timespan(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timespan(s: &str) -> Result<Duration, String> {
     let bad = |why: &str| {
         Err(format!(
             "interval {s:?}: {why}; use e.g. \"500ms\", \"2s\", \"1min\""
@@ -502,6 +557,7 @@ pub fn parse_timespan(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse(text: &str) -> Result<Settings, ConfigError> {
         Settings::parse(text, Source::File(PathBuf::from("/t.toml")))
@@ -730,6 +786,38 @@ mod tests {
             "99999999999999999999s",
         ] {
             assert!(parse_timespan(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// Bytes that look a little like the inputs: TOML-ish and sysctl.d-ish fragments mixed with
+    /// anything at all.
+    fn config_like() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("[daemon]\n".to_string()),
+            Just("[sysctl]\n".to_string()),
+            Just("[sysfs]\n".to_string()),
+            Just("[sysctl_d]\n".to_string()),
+            Just("[report]\n".to_string()),
+            Just("interval = \"".to_string()),
+            Just("\"vm.overcommit_memory\" = ".to_string()),
+            Just("vm.overcommit_memory = ".to_string()),
+            Just("\"kernel/mm/transparent_hugepage/enabled\" = \"".to_string()),
+            Just("= \"never\"\n".to_string()),
+            "[0-9a-z.{}\\[\\]\"=/ \n-]{0,20}",
+            any::<String>(),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn config_parse_never_panics(text in config_like()) {
+            let _ = Settings::parse(&text, Source::Builtin);
+        }
+
+        #[test]
+        fn config_parse_any_string_never_panics(text in any::<String>()) {
+            let _ = Settings::parse(&text, Source::Builtin);
         }
     }
 }

@@ -1,19 +1,21 @@
-//! The one step that `check`, `apply`, `doctor` and the daemon share: read every knob, judge
-//! it against the settings, and (when asked) write what is wrong, verified by reading back;
-//! and the one survey of sysctl.d (the drop-in, then the next boot's values) they all make.
+//! The one step: read a knob, judge it against the settings, and (when asked) write it when
+//! it is wrong, verified by reading back ([`step`]); and the one survey of sysctl.d (the
+//! drop-in, then the next boot's value of each knob) that every caller judges the next boot
+//! with ([`survey`]). `check` and `apply` run both once ([`once`]); the daemon runs the
+//! survey when sysctl.d changes and the step when a knob does; `doctor` reads the survey.
 //! What the CLI reports and what the daemon does can then never disagree.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::atomic::{self, WriteError};
 use crate::config::Settings;
 use crate::knob::{Cause, Kind, Knob, KnobError, Resolved};
-use crate::root::Root;
-use crate::sysctl_d::{self, Boot, DropinState, Table};
+use crate::os::root::Root;
+use crate::sysctl_d::dropin::{self, DropinReport};
+use crate::sysctl_d::{Boot, Table};
 
 /// The state of one knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
+pub(crate) enum Status {
     /// Has the desired value.
     Ok,
     /// Has another value.
@@ -28,7 +30,7 @@ pub enum Status {
 
 impl Status {
     /// The name used in reports and JSON.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Drift => "drift",
@@ -39,13 +41,13 @@ impl Status {
     }
 
     /// Whether the knob has its value now (the next boot aside).
-    pub fn in_spec_now(self) -> bool {
+    pub(crate) fn in_spec_now(self) -> bool {
         matches!(self, Status::Ok | Status::BootDrift)
     }
 }
 
 /// The pure judgement of one reading.
-pub fn judge(knob: &Knob, observed: &Result<String, KnobError>) -> Status {
+pub(crate) fn judge(knob: &Knob, observed: &Result<String, KnobError>) -> Status {
     match observed {
         Ok(v) if v == knob.desired() => Status::Ok,
         Ok(_) => Status::Drift,
@@ -56,22 +58,22 @@ pub fn judge(knob: &Knob, observed: &Result<String, KnobError>) -> Status {
 
 /// One knob after a pass: what was read, and what a repair did.
 #[derive(Debug, Clone)]
-pub struct KnobReport<'a> {
+pub(crate) struct KnobReport<'a> {
     /// The knob.
-    pub knob: &'a Knob,
+    pub(crate) knob: &'a Knob,
     /// What was read before anything was written.
-    pub observed: Result<String, KnobError>,
+    pub(crate) observed: Result<String, KnobError>,
     /// `Some` when a repair was due: the verified outcome of the write made now, or the
     /// read-back error of an earlier write that left the knob at the value it still reads
     /// (see [`Stuck`]; not written again).
-    pub repair: Option<Result<(), KnobError>>,
+    pub(crate) repair: Option<Result<(), KnobError>>,
     /// For sysctl knobs: what the next boot applies.
-    pub boot: Option<&'a Boot>,
+    pub(crate) boot: Option<Arc<Boot>>,
 }
 
 impl KnobReport<'_> {
     /// The state after the pass.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let now = match &self.repair {
             None => judge(self.knob, &self.observed),
             Some(Ok(())) => Status::Ok,
@@ -87,7 +89,7 @@ impl KnobReport<'_> {
     }
 
     /// The value the knob has now, as far as we know.
-    pub fn current(&self) -> Option<&str> {
+    pub(crate) fn current(&self) -> Option<&str> {
         match (&self.repair, &self.observed) {
             (Some(Ok(())), _) => Some(self.knob.desired()),
             (_, Ok(v)) => Some(v),
@@ -96,7 +98,7 @@ impl KnobReport<'_> {
     }
 
     /// The error that decides the status, if any.
-    pub fn error(&self) -> Option<&KnobError> {
+    pub(crate) fn error(&self) -> Option<&KnobError> {
         match (&self.repair, &self.observed) {
             (Some(Err(e)), _) | (_, Err(e)) => Some(e),
             _ => None,
@@ -105,30 +107,31 @@ impl KnobReport<'_> {
 }
 
 /// Where each knob's file is (or why it cannot be used), in the settings' order.
-pub type Paths = Vec<Result<Resolved, KnobError>>;
+pub(crate) type Paths = Vec<Result<Resolved, KnobError>>;
 
 /// Resolve every knob's file under `root`.
-pub fn resolve(root: &Root, settings: &Settings) -> Paths {
+pub(crate) fn resolve(root: &Root, settings: &Settings) -> Paths {
     settings.knobs.iter().map(|k| k.resolve(root)).collect()
 }
 
-/// Each knob's boot value (`None` for sysfs knobs), in the settings' order.
-pub type Boots = Vec<Option<Boot>>;
+/// Each knob's boot value (`None` for sysfs knobs), in the settings' order. Shared, not
+/// copied, into each pass's reports.
+pub(crate) type Boots = Vec<Option<Arc<Boot>>>;
 
 /// What the next boot does to each sysctl knob, from a sysctl.d table, whether or not the
 /// drop-in is managed (unmanaged, it is simply not in the table). Computed when the table
 /// is read, not on every tick: it changes only with the files.
-pub fn boots(settings: &Settings, table: &Table) -> Boots {
+pub(crate) fn boots(settings: &Settings, table: &Table) -> Boots {
     settings
         .knobs
         .iter()
         .map(|k| {
             (k.kind() == Kind::Sysctl).then(|| {
-                table.judge(
+                Arc::new(table.judge(
                     &k.rel().to_string_lossy(),
                     k.desired(),
                     settings.dropin.as_deref(),
-                )
+                ))
             })
         })
         .collect()
@@ -137,18 +140,21 @@ pub fn boots(settings: &Settings, table: &Table) -> Boots {
 /// Everything `check`, `apply`, the daemon and `doctor` learn from sysctl.d: the drop-in
 /// (looked at, or brought in line when `write`), then the table as it now is, and each
 /// knob's boot judgement from it.
-pub struct Survey {
+pub(crate) struct Survey {
     /// The drop-in, `None` when `[sysctl_d] manage = false` (or `apply --no-persist`).
-    pub dropin: Option<DropinReport>,
+    pub(crate) dropin: Option<DropinReport>,
     /// The sysctl.d table after the drop-in was written.
-    pub table: Table,
+    pub(crate) table: Table,
     /// Each knob's boot judgement.
-    pub boots: Boots,
+    pub(crate) boots: Boots,
 }
 
 /// Survey sysctl.d: persist first (when `write`), then read what the next boot will do.
-pub fn survey(root: &Root, settings: &Settings, write: bool) -> Survey {
-    let dropin = persist(root, settings, write);
+pub(crate) fn survey(root: &Root, settings: &Settings, write: bool) -> Survey {
+    let dropin = settings
+        .dropin
+        .as_deref()
+        .map(|file| dropin::persist(root, file, &settings.knobs, write));
     let table = Table::read(root);
     let boots = boots(settings, &table);
     Survey {
@@ -161,16 +167,16 @@ pub fn survey(root: &Root, settings: &Settings, write: bool) -> Survey {
 /// A write that went through but read back another value, remembered so the daemon does
 /// not rewrite it every tick: while the knob still reads `value`, `error` stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stuck {
+pub(crate) struct Stuck {
     /// What the knob read back after the write.
-    pub value: String,
+    pub(crate) value: String,
     /// The read-back error reported for it.
-    pub error: KnobError,
+    pub(crate) error: KnobError,
 }
 
 impl Stuck {
     /// The stuck state a report leaves behind, if its repair read back another value.
-    pub fn after(report: &KnobReport) -> Option<Stuck> {
+    pub(crate) fn after(report: &KnobReport) -> Option<Stuck> {
         match &report.repair {
             Some(Err(e)) => match &e.cause {
                 Cause::ReadBack { read, .. } => Some(Stuck {
@@ -186,11 +192,11 @@ impl Stuck {
 
 /// Read one knob; when `repair` and it has drifted, write it and verify. A knob `stuck` at
 /// the value it now reads is not written again: the remembered error stands.
-pub fn step<'a>(
+pub(crate) fn step<'a>(
     knob: &'a Knob,
     path: &Result<Resolved, KnobError>,
     repair: bool,
-    boot: Option<&'a Boot>,
+    boot: Option<Arc<Boot>>,
     stuck: Option<&Stuck>,
 ) -> KnobReport<'a> {
     let observed = match path {
@@ -214,11 +220,11 @@ pub fn step<'a>(
 /// handled one after another so a failing knob never stops the others. `paths` comes from
 /// [`resolve`], `boots` from [`boots`], `stuck` (one per knob, or empty) from the daemon's
 /// memory.
-pub fn pass<'a>(
+pub(crate) fn pass<'a>(
     settings: &'a Settings,
     paths: &[Result<Resolved, KnobError>],
     repair: bool,
-    boots: &'a [Option<Boot>],
+    boots: &[Option<Arc<Boot>>],
     stuck: &[Option<Stuck>],
 ) -> Vec<KnobReport<'a>> {
     settings
@@ -227,74 +233,46 @@ pub fn pass<'a>(
         .zip(paths)
         .enumerate()
         .map(|(i, (knob, path))| {
-            let boot = boots.get(i).and_then(Option::as_ref);
+            let boot = boots.get(i).cloned().flatten();
             let stuck = stuck.get(i).and_then(Option::as_ref);
             step(knob, path, repair, boot, stuck)
         })
         .collect()
 }
 
-/// The managed drop-in after [`persist`].
-#[derive(Debug)]
-pub struct DropinReport {
-    /// The drop-in's path (on the system).
-    pub file: PathBuf,
-    /// What was there before.
-    pub before: DropinState,
-    /// `Some` when it was written: the outcome (Ok(true): its directory was created).
-    pub wrote: Option<Result<bool, WriteError>>,
+/// One look (and, when `write`, one repair) at everything: the survey of sysctl.d with the
+/// drop-in brought in line, then every knob. What `check` and `apply` run.
+pub(crate) struct Pass<'a> {
+    /// sysctl.d: the drop-in and the next boot.
+    pub(crate) survey: Survey,
+    /// Every knob, in the settings' order.
+    pub(crate) reports: Vec<KnobReport<'a>>,
 }
 
-impl DropinReport {
-    /// Whether the drop-in now has exactly our content.
-    pub fn is_current(&self) -> bool {
-        match &self.wrote {
-            Some(r) => r.is_ok(),
-            None => self.before == DropinState::Current,
-        }
+impl Pass<'_> {
+    /// Every knob in spec now and at the next boot, and the drop-in current.
+    pub(crate) fn all_ok(&self) -> bool {
+        self.reports.iter().all(|r| r.status() == Status::Ok)
+            && self
+                .survey
+                .dropin
+                .as_ref()
+                .is_none_or(DropinReport::is_current)
     }
 
-    /// What is wrong with the drop-in now, in words, or `None` when it is current. `audit`:
-    /// the caller leaves a missing or outdated drop-in alone on purpose.
-    pub fn problem(&self, audit: bool) -> Option<String> {
-        let file = self.file.display();
-        let fix = if audit {
-            " (audit mode: not written)"
-        } else {
-            "; `forksafe apply` writes it"
-        };
-        match (&self.wrote, &self.before) {
-            (Some(Err(e)), _) => Some(e.to_string()),
-            (Some(Ok(_)), _) | (None, DropinState::Current) => None,
-            (None, DropinState::Missing) => Some(format!("{file} is missing{fix}")),
-            (None, DropinState::Outdated) => Some(format!("{file} is out of date{fix}")),
-            (None, DropinState::Foreign) => Some(format!(
-                "{file} exists without forksafe's header: it is not ours and is left alone. \
-                 Move it away (forksafe then writes its own), or point [sysctl_d] file elsewhere"
-            )),
-            (None, DropinState::Symlink) => Some(format!(
-                "{file} is a symlink; forksafe never writes through one. Remove it"
-            )),
-            (None, DropinState::Unreadable(e)) => Some(format!("cannot read {file}: {e}")),
-        }
+    /// Every knob has its value now (the next boot aside): `check --now`.
+    pub(crate) fn in_spec_now(&self) -> bool {
+        self.reports.iter().all(|r| r.status().in_spec_now())
     }
 }
 
-/// Bring the managed drop-in in line with the settings (when `write`), or only look at it.
-/// `None` when the drop-in is not managed. A file without our header, or a symlink, is
-/// never written.
-pub fn persist(root: &Root, settings: &Settings, write: bool) -> Option<DropinReport> {
-    let file = settings.dropin.clone()?;
-    let content = sysctl_d::render(settings);
-    let before = sysctl_d::inspect(root, &file, &content);
-    let ours = matches!(before, DropinState::Missing | DropinState::Outdated);
-    let wrote =
-        (write && ours).then(|| atomic::write(root, &file, &content, atomic::Durability::Boot));
-    Some(DropinReport {
-        file,
-        before,
-        wrote,
-    })
+/// Survey sysctl.d (persisting first when `write`), then read every knob (and when `write`,
+/// repair what drifted).
+pub(crate) fn once<'a>(root: &Root, settings: &'a Settings, write: bool) -> Pass<'a> {
+    let survey = survey(root, settings, write);
+    let paths = resolve(root, settings);
+    let reports = pass(settings, &paths, write, &survey.boots, &[]);
+    Pass { survey, reports }
 }
 
 #[cfg(test)]
@@ -378,19 +356,19 @@ mod tests {
         );
 
         // Looking writes nothing; persisting creates the directory and the file.
-        let d = persist(&root, &s, false).unwrap();
+        let d = survey(&root, &s, false).dropin.unwrap();
         assert_eq!(
             (d.before.clone(), d.wrote.is_none()),
-            (DropinState::Missing, true)
+            (crate::sysctl_d::dropin::DropinState::Missing, true)
         );
-        let d = persist(&root, &s, true).unwrap();
+        let d = survey(&root, &s, true).dropin.unwrap();
         assert!(matches!(d.wrote, Some(Ok(true))), "{d:?}");
         let table = Table::read(&root);
         assert_eq!(
             pass(&s, &resolve(&root, &s), false, &boots(&s, &table), &[])[0].status(),
             Status::Ok
         );
-        assert!(persist(&root, &s, true).unwrap().wrote.is_none());
+        assert!(survey(&root, &s, true).dropin.unwrap().wrote.is_none());
 
         // A later file overrides us: boot-drift again, with the override named.
         std::fs::write(
@@ -406,7 +384,7 @@ mod tests {
         assert_eq!(boot.overrides.len(), 1);
         assert_eq!(
             boot.overrides[0].file,
-            PathBuf::from("/etc/sysctl.d/zz-late.conf")
+            std::path::PathBuf::from("/etc/sysctl.d/zz-late.conf")
         );
 
         // Refused: a file at our path without our header is never overwritten.
@@ -415,8 +393,11 @@ mod tests {
             "vm.swappiness=1\n",
         )
         .unwrap();
-        let d = persist(&root, &s, true).unwrap();
-        assert_eq!((d.before, d.wrote.is_none()), (DropinState::Foreign, true));
+        let d = survey(&root, &s, true).dropin.unwrap();
+        assert_eq!(
+            (d.before, d.wrote.is_none()),
+            (crate::sysctl_d::dropin::DropinState::Foreign, true)
+        );
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/sysctl.d/99-zz-forksafe.conf")).unwrap(),
             "vm.swappiness=1\n"

@@ -7,7 +7,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::root::{Escape, Root};
+use crate::os::errno::{self, Class};
+use crate::os::root::{Escape, Root};
 
 /// Which tree a knob lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,7 +21,7 @@ pub enum Kind {
 
 impl Kind {
     /// The name used in reports and JSON.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Sysctl => "sysctl",
             Kind::Sysfs => "sysfs",
@@ -28,7 +29,7 @@ impl Kind {
     }
 
     /// The directory (relative to the root) this kind of knob must stay inside.
-    pub fn base(self) -> &'static str {
+    pub(crate) fn base(self) -> &'static str {
         match self {
             Kind::Sysctl => "proc/sys",
             Kind::Sysfs => "sys",
@@ -77,34 +78,34 @@ impl Knob {
     }
 
     /// Sysctl or sysfs.
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         self.kind
     }
 
     /// The name people use: `vm.overcommit_memory`, or the path relative to `/sys`.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The path relative to [`Kind::base`].
-    pub fn rel(&self) -> &Path {
+    pub(crate) fn rel(&self) -> &Path {
         &self.rel
     }
 
     /// The desired value, whitespace-normalised.
-    pub fn desired(&self) -> &str {
+    pub(crate) fn desired(&self) -> &str {
         &self.desired
     }
 
     /// The file's path under `root`, for reports (not resolved through symlinks).
-    pub fn display_path(&self, root: &Root) -> PathBuf {
+    pub(crate) fn display_path(&self, root: &Root) -> PathBuf {
         let base = root.dir().join(self.kind.base());
         base.join(&self.rel)
     }
 
     /// Whether THP's `enabled` must be written after its siblings: `defrag` first, so the
     /// moment huge pages are (re)allowed the defrag policy is already the one we want.
-    pub fn write_last(&self) -> bool {
+    pub(crate) fn write_last(&self) -> bool {
         self.kind == Kind::Sysfs && self.rel.ends_with("transparent_hugepage/enabled")
     }
 
@@ -113,7 +114,7 @@ impl Knob {
     /// a failure), not on every read: each tick then costs one pread(2) per knob instead of
     /// a path walk. /proc/sys and /sys are kernel file systems where nobody can plant a
     /// symlink later, and every open uses O_NOFOLLOW anyway.
-    pub fn resolve(&self, root: &Root) -> Result<Resolved, KnobError> {
+    pub(crate) fn resolve(&self, root: &Root) -> Result<Resolved, KnobError> {
         let shown = self.display_path(root);
         let real = root
             .resolve_within(self.kind.base(), &self.rel)
@@ -139,7 +140,7 @@ impl Knob {
     }
 
     /// Read the current value, normalised (see [`normalize`]).
-    pub fn read(&self, at: &Resolved) -> Result<String, KnobError> {
+    pub(crate) fn read(&self, at: &Resolved) -> Result<String, KnobError> {
         // pread(2) from offset 0: procfs and sysfs produce the whole value on each read from
         // the start, so one call usually does; no size probing (statx, lseek) either.
         let mut buf = [0u8; 512];
@@ -169,7 +170,7 @@ impl Knob {
     /// times running). So a differing read-back is written again, up to [`WRITE_TRIES`]
     /// writes: the same other value each time is [`Cause::ReadBack`], the kernel's answer;
     /// differing ones are [`Cause::Raced`], a writer to keep repairing, never to give in to.
-    pub fn write(&self, at: &Resolved) -> Result<(), KnobError> {
+    pub(crate) fn write(&self, at: &Resolved) -> Result<(), KnobError> {
         let mut reads: Vec<String> = Vec::new();
         for _ in 0..WRITE_TRIES {
             let now = self.write_once(at)?;
@@ -206,7 +207,7 @@ pub const WRITE_TRIES: usize = 3;
 
 /// A knob's file, found and opened by [`Knob::resolve`].
 #[derive(Debug)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The canonical path, inside the knob's tree.
     real: PathBuf,
     /// The path as shown to people.
@@ -217,7 +218,7 @@ pub struct Resolved {
 
 impl Resolved {
     /// The canonical path (what inotify watches).
-    pub fn real(&self) -> &Path {
+    pub(crate) fn real(&self) -> &Path {
         &self.real
     }
 }
@@ -268,7 +269,7 @@ pub fn sysctl_key_to_path(key: &str) -> Result<String, String> {
 }
 
 /// The separator swap alone, without validation (also used for sysctl.d keys and globs).
-pub fn sysctl_normalize(key: &str) -> String {
+pub(crate) fn sysctl_normalize(key: &str) -> String {
     match key.find(['.', '/']) {
         Some(i) if key.as_bytes().get(i) == Some(&b'.') => key
             .chars()
@@ -283,7 +284,7 @@ pub fn sysctl_normalize(key: &str) -> String {
 }
 
 /// The dotted name of a `/proc/sys` relative path, as `sysctl(8)` prints it.
-pub fn path_to_sysctl_name(path: &str) -> String {
+pub(crate) fn path_to_sysctl_name(path: &str) -> String {
     path.chars()
         .map(|c| match c {
             '/' => '.',
@@ -389,7 +390,7 @@ fn check_known_value(kind: Kind, rel: &str, value: &str) -> Result<(), String> {
 
 /// What forksafe was doing when a knob operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Resolving the path inside its tree.
     Resolve,
     /// Reading the value.
@@ -402,7 +403,7 @@ pub enum Op {
 
 /// Why a knob operation failed, in the classes an operator acts on differently.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// ENOENT: the knob does not exist on this kernel.
     Absent,
     /// EROFS, EACCES, EPERM: a container, a sandbox or a read-only mount.
@@ -433,7 +434,7 @@ pub enum Cause {
 impl Cause {
     /// What differing read-backs of `wrote` mean: the same value every time is the kernel's
     /// answer ([`Cause::ReadBack`]), differing values are another writer ([`Cause::Raced`]).
-    pub fn of_read_backs(wrote: &str, reads: Vec<String>) -> Cause {
+    pub(crate) fn of_read_backs(wrote: &str, reads: Vec<String>) -> Cause {
         match reads.split_first() {
             Some((first, rest)) if rest.iter().all(|r| r == first) => Cause::ReadBack {
                 wrote: wrote.to_string(),
@@ -445,36 +446,27 @@ impl Cause {
             },
         }
     }
+
+    /// What an OS error number means for a knob operation (see [`errno::classify`]).
+    pub(crate) fn from_errno(errno: i32, op: Op, message: String) -> Cause {
+        match errno::classify(errno) {
+            Class::Absent => Cause::Absent,
+            Class::NotPermitted => Cause::NotPermitted(errno),
+            Class::Invalid if op == Op::Write => Cause::Refused,
+            Class::Invalid | Class::Other => Cause::Other(errno, message),
+        }
+    }
 }
 
 /// A failed knob operation: what, on which file, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnobError {
     /// The knob's file, as shown to people.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What was being done.
-    pub op: Op,
+    pub(crate) op: Op,
     /// Why it failed.
-    pub cause: Cause,
-}
-
-impl Cause {
-    /// How an operator reads an OS error number, for any file forksafe touches: one
-    /// classification for knob files and the files forksafe writes (`atomic`).
-    pub fn from_errno(errno: i32, op: Op, message: String) -> Cause {
-        use nix::errno::Errno;
-        match Errno::from_raw(errno) {
-            Errno::ENOENT | Errno::ENOTDIR => Cause::Absent,
-            Errno::EROFS | Errno::EACCES | Errno::EPERM => Cause::NotPermitted(errno),
-            Errno::EINVAL if op == Op::Write => Cause::Refused,
-            _ => Cause::Other(errno, message),
-        }
-    }
-
-    /// EROFS, EACCES or EPERM: read-only or not permitted, likely a container or sandbox.
-    pub fn is_not_permitted(&self) -> bool {
-        matches!(self, Cause::NotPermitted(_))
-    }
+    pub(crate) cause: Cause,
 }
 
 impl KnobError {
@@ -488,7 +480,7 @@ impl KnobError {
     }
 
     /// The errno behind this error, when there is one (for the journal's `ERRNO` field).
-    pub fn errno(&self) -> Option<i32> {
+    pub(crate) fn errno(&self) -> Option<i32> {
         match &self.cause {
             Cause::Absent => Some(nix::errno::Errno::ENOENT as i32),
             Cause::NotPermitted(e) => Some(*e),
@@ -499,12 +491,12 @@ impl KnobError {
     }
 
     /// True when the knob simply does not exist here (warn and go on).
-    pub fn is_absent(&self) -> bool {
+    pub(crate) fn is_absent(&self) -> bool {
         self.cause == Cause::Absent
     }
 
     /// Whether another writer changed the knob between each of our writes and its read-back.
-    pub fn is_raced(&self) -> bool {
+    pub(crate) fn is_raced(&self) -> bool {
         matches!(self.cause, Cause::Raced { .. })
     }
 }

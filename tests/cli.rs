@@ -288,14 +288,11 @@ fn symlink_escape_is_refused() {
 #[test]
 fn the_dropin_is_the_same_whatever_path_names_the_config() {
     let tree = Tree::new("01-drift");
-    tree.write(
-        "etc/forksafe/forksafe.toml",
-        forksafe::config::DEFAULT_CONFIG,
-    );
+    tree.write("etc/forksafe/forksafe.toml", forksafe::DEFAULT_CONFIG);
     assert_eq!(tree.run(&["apply"]).status.code(), Some(0));
     let copy = tempfile::tempdir().unwrap();
     let copied = copy.path().join("copy.toml");
-    std::fs::write(&copied, forksafe::config::DEFAULT_CONFIG).unwrap();
+    std::fs::write(&copied, forksafe::DEFAULT_CONFIG).unwrap();
     let o = tree.run(&["--config", copied.to_str().unwrap(), "check", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["dropin"]["status"], "ok", "{v:#}");

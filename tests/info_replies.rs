@@ -8,8 +8,8 @@
     clippy::indexing_slicing
 )]
 
-use forksafe::dbask::{Answers, Reply, judge, parse_info, read_reply};
-use forksafe::doctor::Verdict;
+use forksafe::Verdict;
+use forksafe::{Answers, Reply, judge, parse_info, read_reply};
 use std::collections::BTreeMap;
 
 fn reply(name: &str) -> Reply {

@@ -166,8 +166,10 @@ fn the_daemons_repairs_name_their_source() {
         source("vm.overcommit_memory"),
         "/etc/cron.d/tuning:2 (cron)"
     );
+    // rc.local:7 writes $THP_MODE to every THP file: which value, the text does not say,
+    // but it is a place that writes this knob while the system runs.
     assert_eq!(
         source("kernel/mm/transparent_hugepage/enabled"),
-        "/usr/lib/tuned/throughput-hpc/tuned.conf:8 (tuned profile throughput-hpc, included by the active profile redis-node)"
+        "/etc/rc.local:7 (rc.local); /usr/lib/tuned/throughput-hpc/tuned.conf:8 (tuned profile throughput-hpc, included by the active profile redis-node)"
     );
 }

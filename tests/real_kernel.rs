@@ -254,7 +254,7 @@ fn a_value_the_kernel_adjusts_is_reported_once_and_not_rewritten() {
     // The first repair: WRITE_TRIES writes back to back (the log line says so), which the
     // kernel may merge into fewer unread events; then none.
     assert!(
-        (1..=forksafe::knob::WRITE_TRIES).contains(&first),
+        (1..=forksafe::WRITE_TRIES).contains(&first),
         "{first} events for the first repair:\n{log}"
     );
     assert_eq!(idle, 0, "the daemon wrote {idle} times in 20 ticks:\n{log}");

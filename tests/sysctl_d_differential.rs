@@ -17,8 +17,8 @@
 
 mod common;
 use common::{in_mount_namespace, is_root};
-use forksafe::root::Root;
-use forksafe::sysctl_d::Table;
+use forksafe::Root;
+use forksafe::Table;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;

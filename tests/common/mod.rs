@@ -337,7 +337,7 @@ pub const REAL_KNOBS: [&str; 3] = [
 
 /// A kernel file's value, normalised (`always [madvise] never` -> `madvise`).
 pub fn read_knob(path: &str) -> String {
-    forksafe::knob::normalize(&std::fs::read_to_string(path).unwrap())
+    forksafe::normalize(&std::fs::read_to_string(path).unwrap())
 }
 
 /// Replace a knob fixture file's content the way a kernel knob changes: one pwrite(2) at

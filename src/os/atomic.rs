@@ -9,18 +9,18 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::knob::{Cause, Op};
-use crate::root::Root;
+use crate::os::errno::{self, Class};
+use crate::os::root::Root;
 
 /// Why a file could not be written.
 #[derive(Debug)]
-pub struct WriteError {
+pub(crate) struct WriteError {
     /// The file (on the system).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What failed.
-    pub what: &'static str,
+    pub(crate) what: &'static str,
     /// The OS error.
-    pub err: io::Error,
+    pub(crate) err: io::Error,
 }
 
 impl fmt::Display for WriteError {
@@ -32,8 +32,7 @@ impl fmt::Display for WriteError {
             self.what,
             self.err
         )?;
-        let errno = self.err.raw_os_error().unwrap_or(0);
-        if Cause::from_errno(errno, Op::Write, String::new()).is_not_permitted() {
+        if errno::class_of(&self.err) == Class::NotPermitted {
             write!(f, " (read-only or not permitted: a container or sandbox?)")?;
         }
         Ok(())
@@ -44,7 +43,7 @@ impl std::error::Error for WriteError {}
 
 /// Whether a file must survive a crash or power loss as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+pub(crate) enum Durability {
     /// Read at the next boot (the sysctl.d drop-in): fsynced, file and directory.
     Boot,
     /// Only for the running system (the state file in /run, the metrics file): the daemon
@@ -59,7 +58,7 @@ pub enum Durability {
 /// the file is ours (or absent). Returns whether the directory had to be created. rename(2)
 /// replaces a symlink at `path` rather than writing through it; the temp file is opened
 /// with O_NOFOLLOW and O_EXCL.
-pub fn write(
+pub(crate) fn write(
     root: &Root,
     path: &Path,
     content: &str,

@@ -1,8 +1,8 @@
 //! A neighbour that fights back: another agent (tuned with another profile, configuration
 //! management, a script in a loop) keeps setting a knob back. The daemon keeps repairing
 //! it, every time: holding the value is the product, and a repair costs one write. What this
-//! module bounds is the talk. It is pure: the daemon feeds it each repair with the time, and
-//! emits what it returns.
+//! module bounds is the talk. It is pure (no I/O, no clock of its own): the daemon feeds it
+//! each repair with the time, and says what it returns.
 //!
 //! - a fight starts at [`REPAIRS_FOR_FIGHT`] repairs within [`WINDOW`] intervals: one
 //!   warning (knob, values seen, how often, who might be doing it);
@@ -16,39 +16,20 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::root::Root;
-
 /// Repairs within the window that make a fight.
-pub const REPAIRS_FOR_FIGHT: usize = 3;
+pub(crate) const REPAIRS_FOR_FIGHT: usize = 3;
 /// The window, in intervals.
-pub const WINDOW: u32 = 60;
+pub(crate) const WINDOW: u32 = 60;
 /// How long the knob must stay in spec for the fight to be over, in intervals.
-pub const CALM: u32 = 10;
+pub(crate) const CALM: u32 = 10;
 /// At most one summary this often while a fight lasts.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(600);
+pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(600);
 /// Distinct wrong values remembered; more are only counted.
-pub const MAX_VALUES: usize = 8;
-
-/// Processes that set kernel tunables for a living (as `/proc/PID/comm` shows them,
-/// 15 characters at most).
-pub const TUNERS: &[&str] = &[
-    "tuned",
-    "tuned-ppd",
-    "tuned-adm",
-    "puppet",
-    "chef-client",
-    "salt-minion",
-    "salt-call",
-    "ansible",
-    "ansible-playboo",
-    "cf-agent",
-    "cf-execd",
-    "sysctl",
-];
+pub(crate) const MAX_VALUES: usize = 8;
 
 /// The wrong values seen, bounded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Values {
+pub(crate) struct Values {
     seen: Vec<String>,
     others: u64,
 }
@@ -67,7 +48,7 @@ impl Values {
     }
 
     /// `0, 2` or `0, 2 and 3 others`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = self.seen.join(", ");
         if self.others > 0 {
             s.push_str(&format!(" and {} other values", self.others));
@@ -76,14 +57,14 @@ impl Values {
     }
 
     /// The values themselves (at most [`MAX_VALUES`]).
-    pub fn list(&self) -> &[String] {
+    pub(crate) fn list(&self) -> &[String] {
         &self.seen
     }
 }
 
 /// What to say about a fight, when the daemon should say it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Talk {
+pub(crate) enum Talk {
     /// The fight starts.
     Started {
         /// Repairs within the window.
@@ -108,11 +89,11 @@ pub enum Talk {
 
 /// What a fight looked like when it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ended {
+pub(crate) struct Ended {
     /// Repairs made while it lasted.
-    pub repairs: u64,
+    pub(crate) repairs: u64,
     /// How long it lasted.
-    pub lasted: Duration,
+    pub(crate) lasted: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -130,7 +111,7 @@ enum State {
 
 /// One knob's contest.
 #[derive(Debug, Clone)]
-pub struct Contest {
+pub(crate) struct Contest {
     interval: Duration,
     /// The last repairs while calm: at most [`REPAIRS_FOR_FIGHT`].
     recent: VecDeque<(Instant, String)>,
@@ -139,7 +120,7 @@ pub struct Contest {
 
 impl Contest {
     /// A calm knob checked every `interval`.
-    pub fn new(interval: Duration) -> Contest {
+    pub(crate) fn new(interval: Duration) -> Contest {
         Contest {
             interval,
             recent: VecDeque::with_capacity(REPAIRS_FOR_FIGHT),
@@ -148,12 +129,12 @@ impl Contest {
     }
 
     /// Whether a fight is on.
-    pub fn fighting(&self) -> bool {
+    pub(crate) fn fighting(&self) -> bool {
         matches!(self.state, State::Fighting { .. })
     }
 
     /// Repairs since the fight started (0 when calm).
-    pub fn repairs(&self) -> u64 {
+    pub(crate) fn repairs(&self) -> u64 {
         match &self.state {
             State::Fighting { repairs, .. } => *repairs,
             State::Calm => 0,
@@ -161,7 +142,7 @@ impl Contest {
     }
 
     /// The wrong values seen in the fight (empty when calm).
-    pub fn values(&self) -> Values {
+    pub(crate) fn values(&self) -> Values {
         match &self.state {
             State::Fighting { values, .. } => values.clone(),
             State::Calm => Values::default(),
@@ -170,7 +151,7 @@ impl Contest {
 
     /// The knob was repaired at `now`; it had been set to `observed`. Returns what to say,
     /// if anything: the start of a fight, or a summary that is due.
-    pub fn repaired(&mut self, now: Instant, observed: &str) -> Option<Talk> {
+    pub(crate) fn repaired(&mut self, now: Instant, observed: &str) -> Option<Talk> {
         match &mut self.state {
             State::Fighting {
                 since,
@@ -232,7 +213,7 @@ impl Contest {
     }
 
     /// The knob had a wrong value that was not repaired (audit mode, a failed write).
-    pub fn wrong(&mut self, observed: &str) {
+    pub(crate) fn wrong(&mut self, observed: &str) {
         if let State::Fighting {
             values,
             in_spec_since,
@@ -245,7 +226,7 @@ impl Contest {
     }
 
     /// The knob was in spec at `now`. Returns the fight's end when it is over.
-    pub fn in_spec(&mut self, now: Instant) -> Option<Ended> {
+    pub(crate) fn in_spec(&mut self, now: Instant) -> Option<Ended> {
         let calm = self.interval * CALM;
         let State::Fighting {
             since,
@@ -267,15 +248,6 @@ impl Contest {
         self.state = State::Calm;
         Some(ended)
     }
-}
-
-/// Running processes whose name is a known tuner: `name (pid N)`, read under the root.
-pub fn culprits(root: &Root) -> Vec<String> {
-    root.processes()
-        .into_iter()
-        .filter(|(_, name)| TUNERS.contains(&name.as_str()))
-        .map(|(pid, name)| format!("{name} (pid {pid})"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -367,22 +339,5 @@ mod tests {
         c.wrong("0");
         assert_eq!(c.in_spec(t0 + 12 * I), None, "the calm restarted at 12");
         assert!(c.in_spec(t0 + 22 * I).is_some());
-    }
-
-    #[test]
-    fn culprits_are_found_by_name_under_the_root() {
-        let t = tempfile::tempdir().unwrap();
-        for (pid, comm) in [("777", "tuned"), ("12", "bash"), ("900", "salt-minion")] {
-            std::fs::create_dir_all(t.path().join("proc").join(pid)).unwrap();
-            std::fs::write(
-                t.path().join("proc").join(pid).join("comm"),
-                format!("{comm}\n"),
-            )
-            .unwrap();
-        }
-        assert_eq!(
-            culprits(&Root::new(t.path())),
-            ["tuned (pid 777)", "salt-minion (pid 900)"]
-        );
     }
 }

@@ -7,6 +7,8 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use crate::os::fsread::{self, ReadError};
+
 /// A directory that stands for `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root(PathBuf);
@@ -18,13 +20,13 @@ impl Root {
     }
 
     /// The root directory itself.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.0
     }
 
     /// `rel` (a path relative to `/`, a leading `/` is allowed) under this root. `None` when
     /// `rel` has a `..` component or anything else that could climb out of the root.
-    pub fn join(&self, rel: impl AsRef<Path>) -> Option<PathBuf> {
+    pub(crate) fn join(&self, rel: impl AsRef<Path>) -> Option<PathBuf> {
         let mut out = self.0.clone();
         for comp in rel.as_ref().components() {
             match comp {
@@ -36,27 +38,24 @@ impl Root {
         Some(out)
     }
 
-    /// The processes in `<root>/proc`: (pid, name as `/proc/PID/comm` gives it), by pid.
-    pub fn processes(&self) -> Vec<(u32, String)> {
-        let Some(Ok(entries)) = self.join("proc").map(std::fs::read_dir) else {
-            return Vec::new();
-        };
-        let mut found: Vec<(u32, String)> = entries
-            .flatten()
-            .filter_map(|e| {
-                let pid = e.file_name().to_str()?.parse().ok()?;
-                let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-                Some((pid, comm.trim().to_string()))
-            })
-            .collect();
-        found.sort();
-        found
+    /// Read the file `rel` under this root through [`fsread::read`]: capped at `limit`,
+    /// never blocking on what is not a regular file. A path that would climb out of the
+    /// root reads as not found.
+    pub(crate) fn read(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError> {
+        let path = self.join(rel).ok_or(ReadError::NotFound)?;
+        fsread::read(&path, limit)
+    }
+
+    /// [`Root::read`] as text (invalid UTF-8 replaced), for `/proc` files and the like.
+    pub(crate) fn read_text(&self, rel: impl AsRef<Path>, limit: u64) -> Result<String, ReadError> {
+        self.read(rel, limit)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// Resolve `rel` under this root, following symlinks, and insist that the result lies
     /// inside `<root>/<within>`. This is what keeps a config (or a symlink planted in the
     /// tree) from making forksafe read or write anywhere else.
-    pub fn resolve_within(&self, within: &str, rel: &Path) -> Result<PathBuf, Escape> {
+    pub(crate) fn resolve_within(&self, within: &str, rel: &Path) -> Result<PathBuf, Escape> {
         let base = self.join(within).ok_or(Escape::BadPath)?;
         let path = base.join(rel);
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
@@ -76,7 +75,7 @@ impl Root {
 
 /// Why a path could not be resolved inside its allowed directory.
 #[derive(Debug)]
-pub enum Escape {
+pub(crate) enum Escape {
     /// The relative path itself is absolute or has `..`.
     BadPath,
     /// Symlinks lead outside the allowed directory, to this path.

@@ -21,12 +21,12 @@ use log::{Level, Log, Metadata, Record};
 use sd_notify::NotifyState;
 
 /// journald's native socket.
-pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+pub(crate) const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// The kinds of event forksafe reports. Each has its own `MESSAGE_ID` and an entry in
 /// `packaging/forksafe.catalog`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// A knob was checked (and set if needed) at daemon start or after a reload.
     Enforced,
     /// A knob had drifted and was set back.
@@ -58,7 +58,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// The journal `MESSAGE_ID` (made with `systemd-id128 new`; never change one).
-    pub fn message_id(self) -> &'static str {
+    pub(crate) fn message_id(self) -> &'static str {
         match self {
             EventKind::Enforced => "dd25fd83375d42a4b0f8587e746d5112",
             EventKind::Repaired => "fd55663f9c5d410482beace9df653b3a",
@@ -96,7 +96,7 @@ impl EventKind {
 
 /// One event: its kind, a sentence for people, and fields for the journal (`KNOB`,
 /// `EXPECTED`, `OBSERVED`, `ERRNO`, `FILE`, `LINE`, ...).
-pub struct Event {
+pub(crate) struct Event {
     kind: EventKind,
     message: String,
     fields: Vec<(&'static str, String)>,
@@ -104,7 +104,7 @@ pub struct Event {
 
 impl Event {
     /// An event of `kind` saying `message`.
-    pub fn new(kind: EventKind, message: impl Into<String>) -> Event {
+    pub(crate) fn new(kind: EventKind, message: impl Into<String>) -> Event {
         Event {
             kind,
             message: message.into(),
@@ -113,35 +113,39 @@ impl Event {
     }
 
     /// Add a journal field (upper-case name).
-    pub fn field(mut self, name: &'static str, value: impl ToString) -> Event {
+    pub(crate) fn field(mut self, name: &'static str, value: impl ToString) -> Event {
         self.fields.push((name, value.to_string()));
         self
     }
 
-    /// A config refused on reload (by the daemon, or by `forksafe reload` before it
-    /// signals): the running one stays; the file and line in `CONFIG` and `CONFIG_LINE`.
-    pub fn config_rejected(e: &crate::config::ConfigError) -> Event {
-        Event::new(
-            EventKind::ConfigRejected,
-            format!("configuration rejected, the running one stays in force: {e}"),
-        )
-        .field("CONFIG", &e.source)
-        .field(
-            "CONFIG_LINE",
-            e.line.map_or(String::new(), |l| l.to_string()),
-        )
-    }
-
     /// Add `ERRNO` when there is one.
-    pub fn errno(self, errno: Option<i32>) -> Event {
+    pub(crate) fn errno(self, errno: Option<i32>) -> Event {
         match errno {
             Some(e) => self.field("ERRNO", e),
             None => self,
         }
     }
 
+    /// Its kind (for tests of what is said).
+    #[cfg(test)]
+    pub(crate) fn kind(&self) -> EventKind {
+        self.kind
+    }
+
+    /// Its sentence (for tests of what is said).
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// A field's value (for tests of what is said).
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str) -> Option<&String> {
+        self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
     /// Log it.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let mut fields: Vec<(&str, &str)> = Vec::with_capacity(self.fields.len() + 1);
         fields.push(("MESSAGE_ID", self.kind.message_id()));
         fields.extend(self.fields.iter().map(|(k, v)| (*k, v.as_str())));
@@ -149,9 +153,59 @@ impl Event {
     }
 }
 
+/// What was last said (or written), so that it goes out again only when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Memo<T>(Option<T>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(None)
+    }
+}
+
+impl<T: PartialEq> Memo<T> {
+    /// Remember `value`; whether it differs from what was remembered.
+    pub(crate) fn changed(&mut self, value: T) -> bool {
+        if self.0.as_ref() == Some(&value) {
+            false
+        } else {
+            self.0 = Some(value);
+            true
+        }
+    }
+
+    /// [`Memo::changed`] for a borrowed value: copied only when it is news.
+    pub(crate) fn changed_to<Q>(&mut self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: ?Sized + PartialEq + ToOwned<Owned = T>,
+    {
+        if self.is(value) {
+            false
+        } else {
+            self.0 = Some(value.to_owned());
+            true
+        }
+    }
+
+    /// Whether `value` is what was remembered.
+    pub(crate) fn is<Q>(&self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: ?Sized + PartialEq,
+    {
+        self.0.as_ref().is_some_and(|v| v.borrow() == value)
+    }
+
+    /// Forget: the next value is news whatever it is.
+    pub(crate) fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// How lines go to stderr when the journal is not in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `forksafe: info: message`.
     Text,
     /// One JSON object per line: `MESSAGE`, `PRIORITY`, `MESSAGE_ID`, `KNOB`, ...
@@ -312,13 +366,6 @@ fn write(level: Level, message: &str, fields: &[(&str, &str)]) {
     }
 }
 
-/// Entries dropped because journald did not take them (for tests and the status).
-pub fn dropped() -> u64 {
-    SINK.get()
-        .and_then(|s| s.lock().ok().map(|s| s.dropped))
-        .unwrap_or(0)
-}
-
 /// The `log` crate's lines (those without an event kind) take the same way.
 struct Reporter;
 
@@ -353,9 +400,10 @@ fn journal_socket() -> Option<UnixDatagram> {
     Some(sock)
 }
 
-/// Install the logger. `FORKSAFE_LOG=debug` adds debug lines. With `Format::Text`, entries
+/// Install the logger. `FORKSAFE_LOG` sets the level: `debug` adds debug lines, `warn`
+/// leaves out the info lines; anything else (or unset) is `info`. With `Format::Text`, entries
 /// go to the journal when stderr is connected to it; with `Format::Json`, always to stderr.
-pub fn init(format: Format) {
+pub(crate) fn init(format: Format) {
     let target = match format {
         Format::Text if connected_to_journal() => match journal_socket() {
             Some(sock) => Target::Journal(sock),
@@ -379,10 +427,10 @@ pub fn init(format: Format) {
 /// manager that stops reading would then freeze the daemon's loop once the socket's queue is
 /// full. A message that cannot be sent is dropped; failures are logged once per kind.
 #[derive(Default)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     warned_unreachable: bool,
     warned_full: bool,
-    last_status: String,
+    last_status: Memo<String>,
 }
 
 /// Send `msg` to `NOTIFY_SOCKET` (a path, or `@name` in the abstract namespace) without
@@ -435,21 +483,20 @@ impl Notifier {
     }
 
     /// `READY=1` with a status line.
-    pub fn ready(&mut self, status: &str) {
-        self.last_status = status.to_string();
+    pub(crate) fn ready(&mut self, status: &str) {
+        self.last_status.changed_to(status);
         self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
     /// `STATUS=`, sent only when it changed.
-    pub fn status(&mut self, status: &str) {
-        if self.last_status != status {
-            self.last_status = status.to_string();
+    pub(crate) fn status(&mut self, status: &str) {
+        if self.last_status.changed_to(status) {
             self.send(&[NotifyState::Status(status)]);
         }
     }
 
     /// `RELOADING=1` and `MONOTONIC_USEC=` in one message.
-    pub fn reloading(&mut self) {
+    pub(crate) fn reloading(&mut self) {
         match NotifyState::monotonic_usec_now() {
             Ok(now) => self.send(&[NotifyState::Reloading, now]),
             Err(_) => self.send(&[NotifyState::Reloading]),
@@ -457,12 +504,12 @@ impl Notifier {
     }
 
     /// `STOPPING=1`.
-    pub fn stopping(&mut self) {
+    pub(crate) fn stopping(&mut self) {
         self.send(&[NotifyState::Stopping]);
     }
 
     /// `WATCHDOG=1`.
-    pub fn watchdog(&mut self) {
+    pub(crate) fn watchdog(&mut self) {
         self.send(&[NotifyState::Watchdog]);
     }
 }

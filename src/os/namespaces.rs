@@ -8,11 +8,11 @@
 
 use std::path::Path;
 
-use crate::root::Root;
+use crate::os::root::Root;
 
 /// The namespaces that hold sysctls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ns {
+pub(crate) enum Ns {
     /// Network.
     Net,
     /// System V IPC and POSIX message queues.
@@ -67,7 +67,7 @@ impl Ns {
 }
 
 /// The namespace a sysctl (its path relative to `/proc/sys`) belongs to, if any.
-pub fn of_sysctl(rel: &Path) -> Option<Ns> {
+pub(crate) fn of_sysctl(rel: &Path) -> Option<Ns> {
     let rel = rel.to_str()?;
     let in_kernel = |names: &[&str]| {
         rel.strip_prefix("kernel/")
@@ -86,7 +86,7 @@ pub fn of_sysctl(rel: &Path) -> Option<Ns> {
 
 /// Whether this process shares a namespace with PID 1 of the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Shared {
+pub(crate) enum Shared {
     /// The same namespace (or the root is not a live system: a fixture tree).
     Yes,
     /// A private one: the reason, for the error message.
@@ -106,7 +106,7 @@ fn proc_inode(path: &Path) -> Option<u64> {
 }
 
 /// Find out whether this process is in the same `ns` as PID 1 under `root`.
-pub fn shared(root: &Root, ns: Ns) -> Shared {
+pub(crate) fn shared(root: &Root, ns: Ns) -> Shared {
     let name = ns.proc_name();
     let (Some(pid1), Some(pid1_ns)) = (root.join("proc/1"), root.join(format!("proc/1/ns/{name}")))
     else {
@@ -148,15 +148,16 @@ pub fn shared(root: &Root, ns: Ns) -> Shared {
 
 /// Facts about the host a config is judged against: which namespaces forksafe shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
+pub(crate) struct Host {
     net: Shared,
     ipc: Shared,
     uts: Shared,
 }
 
 impl Host {
-    /// A host where every namespace is shared (fixture trees, pure parsing).
-    pub fn shared() -> Host {
+    /// A host where every namespace is shared (for tests).
+    #[cfg(test)]
+    pub(crate) fn shared() -> Host {
         Host {
             net: Shared::Yes,
             ipc: Shared::Yes,
@@ -165,7 +166,7 @@ impl Host {
     }
 
     /// Look at the live system under `root`.
-    pub fn detect(root: &Root) -> Host {
+    pub(crate) fn detect(root: &Root) -> Host {
         Host {
             net: shared(root, Ns::Net),
             ipc: shared(root, Ns::Ipc),
@@ -175,7 +176,7 @@ impl Host {
 
     /// Why a sysctl (relative path) cannot be enforced from here, with the fix; `None` when
     /// it can.
-    pub fn refuse(&self, rel: &Path) -> Option<String> {
+    pub(crate) fn refuse(&self, rel: &Path) -> Option<String> {
         let ns = of_sysctl(rel)?;
         let shared = match ns {
             Ns::Net => &self.net,

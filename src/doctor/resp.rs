@@ -1,11 +1,9 @@
-//! doctor asks the database itself: did its last fork fail, and how close is the next one
-//! to the edge. For each Redis, Valkey or KeyDB process doctor finds, the sockets it
-//! listens on are found from `/proc` (its fds' socket inodes against `/proc/PID/net/unix`,
-//! `tcp`, `tcp6`); a Unix socket is preferred, else loopback. doctor sends `INFO` and
-//! `CONFIG GET` for `save` and `disable-thp` in the RESP protocol, written here (a few dozen
-//! lines: a client crate would bring a connection pool, async runtimes and TLS for three
-//! requests), with a short timeout on every connect and read. It only reads: no `BGSAVE`,
-//! no `CONFIG SET`.
+//! Asking a database process: where it listens, found from `/proc` (its fds' socket
+//! inodes against `/proc/PID/net/unix`, `tcp`, `tcp6`; a Unix socket is preferred, else
+//! loopback), and a RESP client for `INFO` and `CONFIG GET` of `save` and `disable-thp`,
+//! written here (a few dozen lines: a client crate would bring a connection pool, async
+//! runtimes and TLS for three requests), with a short timeout on every connect and read.
+//! It only reads: no `BGSAVE`, no `CONFIG SET`. It knows nothing of doctor's verdicts.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -15,17 +13,18 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::doctor::{Charge, Check, Db, Reader, Verdict, check, fork_charge, mib};
+use crate::os::fsread;
+use crate::os::root::Root;
 
 /// How long a connect, and each read, may take.
-pub const TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The largest reply doctor reads (INFO is a few kB).
 const MAX_REPLY: usize = 1024 * 1024;
 
 /// Where a database listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// A Unix socket, by its path in the database's mount namespace.
     Unix(PathBuf),
     /// A TCP socket.
@@ -42,8 +41,8 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// The socket inodes among a process's fds.
-fn socket_inodes(r: &Reader, pid: u32) -> Result<Vec<u64>, String> {
-    let Some(dir) = r.0.join(format!("proc/{pid}/fd")) else {
+fn socket_inodes(root: &Root, pid: u32) -> Result<Vec<u64>, String> {
+    let Some(dir) = root.join(format!("proc/{pid}/fd")) else {
         return Err("no fd directory".into());
     };
     let entries = std::fs::read_dir(&dir).map_err(|e| {
@@ -117,9 +116,12 @@ pub fn parse_tcp(text: &str) -> Vec<(u64, SocketAddr)> {
 
 /// Where `pid` listens, best first: Unix sockets, then loopback, then the rest (a wildcard
 /// address reached through loopback).
-pub(crate) fn endpoints(r: &Reader, pid: u32) -> Result<Vec<Endpoint>, String> {
-    let inodes = socket_inodes(r, pid)?;
-    let read = |f: &str| r.read(&format!("proc/{pid}/net/{f}")).unwrap_or_default();
+pub(crate) fn endpoints(root: &Root, pid: u32) -> Result<Vec<Endpoint>, String> {
+    let inodes = socket_inodes(root, pid)?;
+    let read = |f: &str| {
+        root.read_text(format!("proc/{pid}/net/{f}"), fsread::PROC_LIMIT)
+            .unwrap_or_default()
+    };
     let mut out = Vec::new();
     for (ino, path) in parse_unix(&read("unix")) {
         if inodes.contains(&ino) {
@@ -213,7 +215,7 @@ pub fn read_reply(r: &mut impl BufRead, depth: u8) -> io::Result<Reply> {
 }
 
 /// A command as RESP: an array of bulk strings.
-pub fn encode(args: &[&str]) -> Vec<u8> {
+pub(crate) fn encode(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -227,7 +229,7 @@ trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
 /// A connection with a timeout on every read and write.
-pub struct Conn {
+pub(crate) struct Conn {
     r: BufReader<Box<dyn Stream>>,
 }
 
@@ -263,7 +265,7 @@ fn unix_connect(path: &std::path::Path) -> io::Result<UnixStream> {
 impl Conn {
     /// Connect to `at` (a Unix socket path is tried as the database sees it, through
     /// `/proc/PID/root`, then as is).
-    pub fn open(at: &Endpoint, unix_paths: &[PathBuf]) -> io::Result<Conn> {
+    pub(crate) fn open(at: &Endpoint, unix_paths: &[PathBuf]) -> io::Result<Conn> {
         let stream: Box<dyn Stream> = match at {
             Endpoint::Tcp(a) => {
                 let s = TcpStream::connect_timeout(a, TIMEOUT)?;
@@ -295,7 +297,7 @@ impl Conn {
     }
 
     /// Send one command and read its reply.
-    pub fn ask(&mut self, args: &[&str]) -> io::Result<Reply> {
+    pub(crate) fn ask(&mut self, args: &[&str]) -> io::Result<Reply> {
         self.r.get_mut().write_all(&encode(args))?;
         read_reply(&mut self.r, 0)
     }
@@ -323,7 +325,7 @@ pub struct Answers {
 
 /// Why a database gave no answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoAnswer {
+pub(crate) enum NoAnswer {
     /// It wants a password doctor does not have (or refused the one it has).
     NeedsPassword(String),
     /// Anything else: no socket, refused, timed out, not RESP.
@@ -339,7 +341,7 @@ fn bulk_text(r: &Reply) -> Option<String> {
 }
 
 /// Ask one database: AUTH (when a password is given), INFO, CONFIG GET save, disable-thp.
-pub fn ask(
+pub(crate) fn ask(
     at: &Endpoint,
     unix_paths: &[PathBuf],
     password: Option<&str>,
@@ -396,277 +398,18 @@ pub fn ask(
 
 /// The password to use: `REDISCLI_AUTH` (as redis-cli), unless `--password-file` gave one.
 #[derive(Debug, Clone, Default)]
-pub struct Auth {
+pub(crate) struct Auth {
     /// The password, if any.
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 impl Auth {
     /// From `--password-file` when given, else `REDISCLI_AUTH`.
-    pub fn new(file_password: Option<String>) -> Auth {
+    pub(crate) fn new(file_password: Option<String>) -> Auth {
         Auth {
             password: file_password.or_else(|| std::env::var("REDISCLI_AUTH").ok()),
         }
     }
-}
-
-fn num(info: &BTreeMap<String, String>, k: &str) -> Option<f64> {
-    info.get(k).and_then(|v| v.trim().parse().ok())
-}
-
-/// The per-instance checks from the database's own answers.
-pub(crate) fn checks(
-    r: &Reader,
-    db: &Db,
-    auth: &Auth,
-    mode: Option<&str>,
-    refuses: &dyn Fn(&Charge) -> Option<String>,
-) -> Vec<Check> {
-    let pid = db.pid;
-    let ids = [
-        "persistence",
-        "fork-latency",
-        "cow",
-        "fragmentation",
-        "maxmemory",
-    ];
-    let all_unknown = |why: &str, fix: Option<&str>| -> Vec<Check> {
-        ids.iter()
-            .map(|id| {
-                check(
-                    format!("{id}:{pid}"),
-                    Verdict::Unknown,
-                    format!("unknown: {}: {why}", db.who()),
-                    fix,
-                )
-            })
-            .collect()
-    };
-    let eps = match endpoints(r, pid) {
-        Ok(e) if e.is_empty() => {
-            return all_unknown("it listens on no socket doctor can find", None);
-        }
-        Ok(e) => e,
-        Err(why) => return all_unknown(&format!("cannot see its sockets: {why}"), None),
-    };
-    let password = auth.password.clone();
-    let mut last = NoAnswer::Other("no endpoint".into());
-    let mut answers = None;
-    for at in &eps {
-        let paths: Vec<PathBuf> = match at {
-            Endpoint::Unix(p) => {
-                let rel = p.strip_prefix("/").unwrap_or(p);
-                [
-                    r.0.join(format!("proc/{pid}/root")).map(|d| d.join(rel)),
-                    r.0.join(rel),
-                ]
-                .into_iter()
-                .flatten()
-                .collect()
-            }
-            Endpoint::Tcp(_) => Vec::new(),
-        };
-        match ask(at, &paths, password.as_deref()) {
-            Ok(a) => {
-                answers = Some(a);
-                break;
-            }
-            Err(e) => last = e,
-        }
-    }
-    let Some(a) = answers else {
-        return match last {
-            NoAnswer::NeedsPassword(why) => all_unknown(
-                &format!("needs a password ({why})"),
-                Some(
-                    "give it with REDISCLI_AUTH=... forksafe doctor, or forksafe doctor --password-file FILE",
-                ),
-            ),
-            NoAnswer::Other(why) => all_unknown(&why, None),
-        };
-    };
-    // Only a failed save needs to know whether the kernel would refuse a fork now.
-    let refusal = if !failed(&a.info).is_empty() {
-        db_charge(r, pid).as_ref().and_then(refuses)
-    } else {
-        None
-    };
-    judge(pid, &db.who(), &a, mode, refusal)
-}
-
-/// The INFO fields that say a save or a rewrite failed ("err") when they do.
-const FAILED_KEYS: [&str; 3] = [
-    "rdb_last_bgsave_status",
-    "aof_last_bgrewrite_status",
-    "aof_last_write_status",
-];
-
-/// Which of [`FAILED_KEYS`] say "err" in `info`.
-fn failed(info: &BTreeMap<String, String>) -> Vec<&'static str> {
-    FAILED_KEYS
-        .into_iter()
-        .filter(|k| info.get(*k).map(String::as_str) == Some("err"))
-        .collect()
-}
-
-/// The checks, from what the database at `pid` said. `mode` is vm.overcommit_memory;
-/// `refusal`, when the kernel would refuse a fork of it now, says why.
-pub fn judge(
-    pid: u32,
-    who: &str,
-    a: &Answers,
-    mode: Option<&str>,
-    refusal: Option<String>,
-) -> Vec<Check> {
-    let who = format!("{who} at {}", a.at);
-    let i = &a.info;
-    let s = |k: &str| i.get(k).map(String::as_str);
-    // Valkey also reports the Redis version it is compatible with; its own comes first.
-    let version = match (s("valkey_version"), s("redis_version")) {
-        (Some(v), _) => format!("Valkey {v}"),
-        (None, Some(v)) => format!("Redis {v}"),
-        (None, None) => "version unknown".to_string(),
-    };
-    let mut out = Vec::new();
-
-    // persistence: did the last save or rewrite fail, and is the kernel the cause?
-    let failed = failed(i);
-    let schedule = match a.config.get("save") {
-        Some(Ok(v)) if v.is_empty() => "no save schedule (RDB snapshots off)".to_string(),
-        Some(Ok(v)) => format!("save schedule \"{v}\""),
-        Some(Err(e)) => format!("save schedule unknown (CONFIG GET: {e})"),
-        None => String::new(),
-    };
-    let id = format!("persistence:{pid}");
-    out.push(if failed.is_empty() {
-        check(
-            id,
-            Verdict::Ok,
-            format!("{who} ({version}): the last save and rewrite succeeded; {schedule}"),
-            None,
-        )
-    } else {
-        let cause = match (mode, refusal) {
-            (Some("0" | "2"), Some(why)) => (
-                format!(
-                    "the kernel explains it: under vm.overcommit_memory {} a fork now would be refused ({why}). This is the failure forksafe prevents",
-                    mode.unwrap_or("?")
-                ),
-                "forksafe apply   (vm.overcommit_memory = 1; then BGSAVE again)",
-            ),
-            _ => (
-                format!(
-                    "the kernel settings do not explain it (vm.overcommit_memory {}, and a fork would fit now): look for a full disk, permissions on its dir, or I/O errors in its log; forksafe is not the fix",
-                    mode.unwrap_or("unknown")
-                ),
-                "read the server's log for the reason (e.g. \"Permission denied\", \"No space left on device\"), fix that, then BGSAVE",
-            ),
-        };
-        check(
-            id,
-            Verdict::Fail,
-            format!("{who} ({version}): {} is err: its last save failed, so writes may be refused (MISCONF); {}; {schedule}", failed.join(", "), cause.0),
-            Some(cause.1),
-        )
-    });
-
-    // fork latency
-    let id = format!("fork-latency:{pid}");
-    out.push(match num(i, "latest_fork_usec") {
-        None => check(id, Verdict::Unknown, format!("unknown: {who} reports no latest_fork_usec"), None),
-        Some(0.0) => check(id, Verdict::Ok, format!("{who}: no fork since it started"), None),
-        Some(u) if u > 500_000.0 => check(
-            id,
-            Verdict::Warn,
-            format!("{who}: its last fork froze the main thread for {:.0} ms (over 500 ms: clients notice, replicas may drop)", u / 1000.0),
-            Some("transparent huge pages never (forksafe), a smaller dataset per instance, or save from a replica"),
-        ),
-        Some(u) => check(id, Verdict::Ok, format!("{who}: its last fork took {:.1} ms", u / 1000.0), None),
-    });
-
-    // copy-on-write against the dataset
-    let id = format!("cow:{pid}");
-    let used = num(i, "used_memory").unwrap_or(0.0);
-    let cow = [
-        "rdb_last_cow_size",
-        "aof_last_cow_size",
-        "current_cow_peak",
-        "current_cow_size",
-    ]
-    .iter()
-    .filter_map(|k| num(i, k).map(|v| (*k, v)))
-    .fold(None, |best: Option<(&str, f64)>, (k, v)| match best {
-        Some((_, b)) if b >= v => best,
-        _ => Some((k, v)),
-    });
-    let thp = match a.config.get("disable-thp") {
-        Some(Ok(v)) => format!("disable-thp {v}"),
-        Some(Err(e)) => format!("disable-thp unknown ({e})"),
-        None => String::new(),
-    };
-    out.push(match cow {
-        None => check(id, Verdict::Unknown, format!("unknown: {who} reports no copy-on-write sizes"), None),
-        Some((k, v)) if used > 0.0 && v > used / 2.0 => check(
-            id,
-            Verdict::Warn,
-            format!("{who}: {k} {} is more than half of used_memory {}: copy-on-write during saves is threatening this box; {thp}", mib((v / 1024.0) as u64), mib((used / 1024.0) as u64)),
-            Some("transparent huge pages never (forksafe apply) and disable-thp yes; fewer writes during saves; or save from a replica"),
-        ),
-        Some((k, v)) => check(
-            id,
-            Verdict::Ok,
-            format!("{who}: {k} {} against used_memory {}; {thp}", mib((v / 1024.0) as u64), mib((used / 1024.0) as u64)),
-            None,
-        ),
-    });
-
-    // fragmentation
-    let id = format!("fragmentation:{pid}");
-    let rss = num(i, "used_memory_rss").unwrap_or(0.0);
-    out.push(match num(i, "mem_fragmentation_ratio") {
-        None => check(id, Verdict::Unknown, format!("unknown: {who} reports no mem_fragmentation_ratio"), None),
-        // Tiny instances have large ratios of nothing: judge only real headroom lost.
-        Some(ratio) if ratio > 1.5 && rss - used > 64.0 * 1024.0 * 1024.0 => check(
-            id,
-            Verdict::Warn,
-            format!("{who}: mem_fragmentation_ratio {ratio:.2} (RSS {} for {} of data): the headroom a fork's copy-on-write needs is already gone", mib((rss / 1024.0) as u64), mib((used / 1024.0) as u64)),
-            Some("activedefrag yes (jemalloc builds), or restart it from a replica"),
-        ),
-        Some(ratio) if ratio > 1.5 => check(
-            id,
-            Verdict::Ok,
-            format!("{who}: mem_fragmentation_ratio {ratio:.2}, but of only {} (small instances show large ratios of little)", mib(((rss - used).max(0.0) / 1024.0) as u64)),
-            None,
-        ),
-        Some(ratio) => check(id, Verdict::Ok, format!("{who}: mem_fragmentation_ratio {ratio:.2}"), None),
-    });
-
-    // maxmemory against RAM or the cgroup limit
-    let id = format!("maxmemory:{pid}");
-    let total = num(i, "total_system_memory").unwrap_or(0.0);
-    out.push(match num(i, "maxmemory") {
-        None => check(id, Verdict::Unknown, format!("unknown: {who} reports no maxmemory"), None),
-        Some(0.0) => check(
-            id,
-            Verdict::Warn,
-            format!("{who}: no maxmemory: the dataset can grow until a save's copy-on-write exhausts memory ({} of RAM)", mib((total / 1024.0) as u64)),
-            Some("set maxmemory to at most half of RAM (or of the container's limit)"),
-        ),
-        Some(m) if total > 0.0 && m > total / 2.0 => check(
-            id,
-            Verdict::Warn,
-            format!("{who}: maxmemory {} is more than half of RAM {}: a save that rewrites most pages can need twice it", mib((m / 1024.0) as u64), mib((total / 1024.0) as u64)),
-            Some("lower maxmemory to at most half of RAM, or add swap"),
-        ),
-        Some(m) => check(id, Verdict::Ok, format!("{who}: maxmemory {} of RAM {}", mib((m / 1024.0) as u64), mib((total / 1024.0) as u64)), None),
-    });
-    out
-}
-
-fn db_charge(r: &Reader, pid: u32) -> Option<Charge> {
-    r.read(&format!("proc/{pid}/smaps"))
-        .ok()
-        .map(|s| fork_charge(&s))
 }
 
 #[cfg(test)]

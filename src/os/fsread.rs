@@ -15,14 +15,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The cap for files people write (config, sysctl.d).
-pub const CONFIG_LIMIT: u64 = 1024 * 1024;
+pub(crate) const CONFIG_LIMIT: u64 = 1024 * 1024;
 
 /// The cap for kernel files (`/proc`), which can be large (`smaps` of a big process).
-pub const PROC_LIMIT: u64 = 64 * 1024 * 1024;
+pub(crate) const PROC_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Why a file was not read.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// Nothing at the path (or a component is missing).
     NotFound,
     /// Something that is not a regular file: what it is.
@@ -42,12 +42,12 @@ pub enum ReadError {
 
 impl ReadError {
     /// True when the file is simply not there.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, ReadError::NotFound)
     }
 
     /// True when the OS refused us (EACCES, EPERM): a permission or hidepid matter.
-    pub fn is_denied(&self) -> bool {
+    pub(crate) fn is_denied(&self) -> bool {
         matches!(self, ReadError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied)
     }
 }
@@ -80,7 +80,7 @@ impl From<io::Error> for ReadError {
 }
 
 /// What kind of file a mode says it is, for messages.
-pub fn kind_of(mode: u32) -> &'static str {
+pub(crate) fn kind_of(mode: u32) -> &'static str {
     match mode & nix::libc::S_IFMT {
         m if m == nix::libc::S_IFIFO => "FIFO",
         m if m == nix::libc::S_IFSOCK => "socket",
@@ -124,13 +124,13 @@ fn read_capped(mut file: File, md: &std::fs::Metadata, limit: u64) -> Result<Vec
 }
 
 /// Read a regular file of at most `limit` bytes, never blocking on what is not one.
-pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let (file, md) = open(path)?;
     read_capped(file, &md, limit)
 }
 
 /// [`read`] as text (invalid UTF-8 replaced), for `/proc` files and the like.
-pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
+pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
     read(path, limit).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
@@ -139,7 +139,7 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
 /// symlink, as a Kubernetes ConfigMap's `..data` links) are owned by root and not group- or
 /// world-writable; the directory of the path as named is checked too (whoever can write it
 /// can swap the link).
-pub fn read_trusted(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_trusted(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let (file, md) = open(path)?;
     if nix::unistd::geteuid().is_root() {
         check_trusted(path, &file, &md)?;

@@ -1,0 +1,277 @@
+//! What `check`, `apply` and `doctor` print: the table and notes people read, the JSON
+//! tools read, and each command's [`Outcome`].
+
+use std::path::Path;
+
+use crate::config::Settings;
+use crate::doctor::{self, Verdict, resp::Auth};
+use crate::enforce::{self, KnobReport, Pass};
+use crate::knob::normalize;
+use crate::os::fsread;
+use crate::os::root::Root;
+use crate::published::{self, Contested};
+use crate::sysctl_d::Assignment;
+
+use super::args::Outcome;
+
+/// `forksafe check`: one look, changing nothing.
+pub(super) fn check(root: &Root, settings: &Settings, json: bool, now: bool) -> Outcome {
+    let pass = enforce::once(root, settings, false);
+    // What the running daemon knows that one look cannot: which knobs are contested.
+    let daemon = published::read(root);
+    let contested = daemon.as_ref().map_or(&[][..], |d| &d.contested[..]);
+    if json {
+        println!("{}", to_json(root, settings, &pass, contested));
+    } else {
+        print!("{}", render(&pass, contested));
+    }
+    let ok = if now {
+        pass.in_spec_now()
+    } else {
+        pass.all_ok()
+    };
+    if ok { Outcome::Ok } else { Outcome::NotOk }
+}
+
+/// `forksafe apply`: one look and repair, the drop-in written unless `no_persist`.
+pub(super) fn apply(root: &Root, settings: &Settings, no_persist: bool) -> Outcome {
+    let mut settings = settings.clone();
+    if no_persist {
+        settings.dropin = None;
+    }
+    let pass = enforce::once(root, &settings, true);
+    for r in &pass.reports {
+        let k = r.knob;
+        match (&r.repair, r.error()) {
+            (Some(Ok(())), _) => println!(
+                "{}: set to {} (was {})",
+                k.name(),
+                k.desired(),
+                r.observed.as_deref().unwrap_or("?")
+            ),
+            (_, Some(e)) => eprintln!("forksafe: {}: {e}", k.name()),
+            (_, None) => println!("{}: already {}", k.name(), k.desired()),
+        }
+    }
+    if let Some(d) = &pass.survey.dropin {
+        match &d.wrote {
+            Some(Ok(_)) => println!("{}: written", d.file.display()),
+            _ if d.is_current() => println!("{}: up to date", d.file.display()),
+            _ => {}
+        }
+    }
+    eprint!("{}", notes(&pass));
+    if pass.all_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::NotOk
+    }
+}
+
+/// The database password: `--password-file` (first line), else `REDISCLI_AUTH`.
+fn doctor_auth(file: Option<&Path>) -> Result<Auth, String> {
+    let from_file = match file {
+        None => None,
+        Some(f) => {
+            let text = fsread::read_text(f, 64 * 1024)
+                .map_err(|e| format!("--password-file {}: {e}", f.display()))?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        }
+    };
+    Ok(Auth::new(from_file))
+}
+
+/// `forksafe doctor`.
+pub(super) fn doctor(
+    root: &Root,
+    settings: &Settings,
+    json: bool,
+    password_file: Option<&Path>,
+) -> Outcome {
+    let auth = match doctor_auth(password_file) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("forksafe: {e}");
+            return Outcome::Refused;
+        }
+    };
+    let checks = doctor::diagnose(root, settings, &auth);
+    let safe = checks.iter().all(|c| c.status != Verdict::Fail);
+    let complete = checks.iter().all(|c| c.status != Verdict::Unknown);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "safe": safe, "complete": complete, "checks": checks })
+        );
+    } else {
+        print!("{}", doctor::render(&checks));
+    }
+    if safe { Outcome::Ok } else { Outcome::NotOk }
+}
+
+fn boot_cell(r: &KnobReport) -> String {
+    match &r.boot {
+        None => "-".into(),
+        Some(b) => match b.value.as_ref().and_then(|a| a.value.as_deref()) {
+            Some(v) if b.blocked_by.is_none() => normalize(v),
+            _ => "unset".into(),
+        },
+    }
+}
+
+fn contest_of<'a>(contested: &'a [Contested], r: &KnobReport) -> Option<&'a Contested> {
+    contested.iter().find(|c| c.knob == r.knob.name())
+}
+
+/// The human table: knob, desired, current, boot, status; then the notes.
+fn render(pass: &Pass, contested: &[Contested]) -> String {
+    let rows: Vec<[String; 5]> = pass
+        .reports
+        .iter()
+        .map(|r| {
+            let mut status = r.status().as_str().to_string();
+            if contest_of(contested, r).is_some() {
+                status.push_str(", contested");
+            }
+            [
+                r.knob.name().to_string(),
+                r.knob.desired().to_string(),
+                r.current().unwrap_or("-").to_string(),
+                boot_cell(r),
+                status,
+            ]
+        })
+        .collect();
+    let header = ["KNOB", "DESIRED", "CURRENT", "BOOT", "STATUS"].map(String::from);
+    let mut width = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(width)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&notes(pass));
+    for r in &pass.reports {
+        if let Some(c) = contest_of(contested, r) {
+            out.push_str(&format!(
+                "{}: contested: the daemon has repaired it {} times since the fight began; something keeps setting it to {}{}\n",
+                c.knob,
+                c.repairs,
+                c.values.join(", "),
+                c.source.as_ref().map_or(String::new(), |s| format!(" (likely source: {s})"))
+            ));
+        }
+    }
+    out
+}
+
+/// What needs saying beyond the table: errors, boot values that are wrong, overrides,
+/// sysctl.d entries that are not files, and the drop-in's state.
+fn notes(pass: &Pass) -> String {
+    let survey = &pass.survey;
+    let mut out = String::new();
+    for r in &pass.reports {
+        let name = r.knob.name();
+        if let Some(e) = r.error() {
+            out.push_str(&format!("{name}: {e}\n"));
+        }
+        let Some(boot) = &r.boot else { continue };
+        if !boot.right {
+            out.push_str(&format!("{name}: {}\n", boot.explain()));
+        }
+        for o in &boot.overrides {
+            out.push_str(&format!("{name}: overridden by {o}\n"));
+        }
+        for o in &boot.shadowed {
+            out.push_str(&format!(
+                "{name}: {o}, but loses at boot to {} (it applies again if that goes)\n",
+                boot.winner_at()
+            ));
+        }
+    }
+    for s in &survey.table.skipped {
+        out.push_str(&format!("sysctl.d: {} is {}\n", s.file.display(), s.why));
+    }
+    for (file, e) in &survey.table.unreadable {
+        out.push_str(&format!("sysctl.d: cannot read {}: {e}\n", file.display()));
+    }
+    if let Some(problem) = survey.dropin.as_ref().and_then(|d| d.problem(false)) {
+        out.push_str(&format!("drop-in: {problem}\n"));
+    }
+    out
+}
+
+fn assignment_json(a: &Assignment) -> serde_json::Value {
+    serde_json::json!({"file": a.file, "line": a.line, "value": a.value})
+}
+
+fn to_json(
+    root: &Root,
+    settings: &Settings,
+    pass: &Pass,
+    contested: &[Contested],
+) -> serde_json::Value {
+    let survey = &pass.survey;
+    let knobs: Vec<serde_json::Value> = pass
+        .reports
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::json!({
+                "name": r.knob.name(),
+                "kind": r.knob.kind().as_str(),
+                "path": r.knob.display_path(root),
+                "desired": r.knob.desired(),
+                "current": r.current(),
+                "status": r.status().as_str(),
+                "error": r.error().map(|e| e.to_string()),
+                "contested": contest_of(contested, r).map(|c| serde_json::json!({
+                    "repairs": c.repairs,
+                    "values": c.values,
+                    "source": c.source,
+                })),
+            });
+            if let (Some(boot), Some(obj)) = (&r.boot, v.as_object_mut()) {
+                obj.insert(
+                    "boot".into(),
+                    boot.value
+                        .as_ref()
+                        .filter(|_| boot.blocked_by.is_none())
+                        .map_or(serde_json::Value::Null, assignment_json),
+                );
+                obj.insert(
+                    "overrides".into(),
+                    boot.overrides.iter().map(assignment_json).collect(),
+                );
+                obj.insert(
+                    "shadowed".into(),
+                    boot.shadowed.iter().map(assignment_json).collect(),
+                );
+            }
+            v
+        })
+        .collect();
+    let skipped: Vec<serde_json::Value> = survey
+        .table
+        .skipped
+        .iter()
+        .map(|s| serde_json::json!({"file": s.file, "why": s.why}))
+        .collect();
+    serde_json::json!({
+        "config": settings.source.to_string(),
+        "knobs": knobs,
+        "sysctl_d_skipped": skipped,
+        "dropin": survey.dropin.as_ref().map(|d| serde_json::json!({
+            "file": d.file,
+            "status": if d.is_current() { "ok" } else { d.before.as_str() },
+        })),
+    })
+}

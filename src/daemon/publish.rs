@@ -1,0 +1,249 @@
+//! What the daemon publishes for others: the state file the separate commands read
+//! (`forksafe check`, `forksafe reload`; see [`crate::published`]) and the Prometheus
+//! metrics for node_exporter's textfile collector (`[report] textfile`). Each file is
+//! written (atomically) only when its content changes, and a failure to write it is said
+//! once, until it works again.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::config::{Settings, Source};
+use crate::enforce::Status;
+use crate::neighbours::Sources;
+use crate::os::atomic::{self, Durability};
+use crate::os::report::Memo;
+use crate::os::root::Root;
+use crate::published::{self, Contested, State};
+
+use super::memory::{Counters, Memory};
+
+/// One metric family: its name, type, help, and its value for a knob.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(Status, &Counters) -> u64,
+}
+
+/// The metrics, per knob.
+const FAMILIES: [Family; 4] = [
+    Family {
+        name: "forksafe_knob_in_spec",
+        kind: "gauge",
+        help: "1 when the knob has its desired value now.",
+        value: |status, _| u64::from(status.in_spec_now()),
+    },
+    Family {
+        name: "forksafe_boot_drift",
+        kind: "gauge",
+        help: "1 when the next boot (sysctl.d) would set the knob to another value.",
+        value: |status, _| u64::from(status == Status::BootDrift),
+    },
+    Family {
+        name: "forksafe_repairs_total",
+        kind: "counter",
+        help: "Drift repairs since the daemon started.",
+        value: |_, c| c.repairs,
+    },
+    Family {
+        name: "forksafe_last_repair_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time of the knob's last repair; 0 if none since the daemon started.",
+        value: |_, c| {
+            c.last_repair
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs())
+        },
+    },
+];
+
+/// A label value, escaped as the text format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics file for these knobs: (name, status, counters) each.
+pub(crate) fn metrics(knobs: &[(&str, Status, Counters)]) -> String {
+    let mut out = String::new();
+    for f in &FAMILIES {
+        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+        for (knob, status, c) in knobs {
+            let value = (f.value)(*status, c);
+            let _ = writeln!(out, "{}{{knob=\"{}\"}} {value}", f.name, label(knob));
+        }
+    }
+    out
+}
+
+/// A file the daemon keeps current: written when its content changed, a failure said
+/// once until a write works again.
+struct Output {
+    /// What it is for, to say with a failure.
+    what: &'static str,
+    written: Memo<String>,
+    error: Memo<String>,
+}
+
+impl Output {
+    fn new(what: &'static str) -> Output {
+        Output {
+            what,
+            written: Memo::default(),
+            error: Memo::default(),
+        }
+    }
+
+    fn put(&mut self, root: &Root, path: &Path, content: String) {
+        if self.written.is(&content) {
+            return;
+        }
+        match atomic::write(root, path, &content, Durability::Runtime) {
+            Ok(_) => {
+                self.written.changed(content);
+                self.error.forget();
+            }
+            Err(e) => {
+                if self.error.changed(e.to_string()) {
+                    log::warn!("{}: {e}", self.what);
+                }
+            }
+        }
+    }
+}
+
+/// What the daemon knows now, to publish.
+pub(crate) struct Snapshot<'a> {
+    /// The running settings.
+    pub(crate) settings: &'a Settings,
+    /// Each knob's memory, in the settings' order.
+    pub(crate) memory: &'a [Memory],
+    /// The `STATUS=` line.
+    pub(crate) status: &'a str,
+    /// Reloads handled.
+    pub(crate) reloads: u64,
+    /// Why the last reload was refused.
+    pub(crate) reload_error: Option<&'a str>,
+    /// What else sets the knobs, for a contested knob's likely source.
+    pub(crate) sources: &'a Sources,
+}
+
+/// The state file and the metrics file, each written when it changes.
+pub(crate) struct Publisher {
+    state: Output,
+    metrics: Output,
+    /// The status line and reload count last published: an idle tick that changes
+    /// neither (and has no fight and no metrics to keep) builds nothing.
+    last: Memo<(String, u64)>,
+}
+
+impl Publisher {
+    pub(crate) fn new() -> Publisher {
+        Publisher {
+            state: Output::new("state for `forksafe check` and `forksafe reload`"),
+            metrics: Output::new("metrics"),
+            last: Memo::default(),
+        }
+    }
+
+    /// Publish what the daemon knows now.
+    pub(crate) fn publish(&mut self, root: &Root, now: &Snapshot) {
+        let s = now.settings;
+        let fighting = now.memory.iter().any(|m| m.contest.fighting());
+        let idle = self.last.is(&(now.status.to_string(), now.reloads)) && !fighting;
+        if idle && s.textfile.is_none() {
+            return;
+        }
+        if let Some(path) = &s.textfile {
+            let rows: Vec<(&str, Status, Counters)> = s
+                .knobs
+                .iter()
+                .zip(now.memory)
+                .map(|(k, m)| (k.name(), m.status, m.counters))
+                .collect();
+            self.metrics.put(root, path, metrics(&rows));
+        }
+        let state = State {
+            pid: std::process::id(),
+            config_file: match &s.source {
+                Source::File(p) => Some(p.clone()),
+                Source::Builtin => None,
+            },
+            reloads: now.reloads,
+            reload_error: now.reload_error.map(str::to_string),
+            status: now.status.to_string(),
+            contested: s
+                .knobs
+                .iter()
+                .zip(now.memory)
+                .filter(|(_, m)| m.contest.fighting())
+                .map(|(k, m)| Contested {
+                    knob: k.name().to_string(),
+                    repairs: m.contest.repairs(),
+                    values: m.contest.values().list().to_vec(),
+                    source: now.sources.describe(k),
+                })
+                .collect(),
+        };
+        self.state
+            .put(root, Path::new(published::PATH), published::render(&state));
+        self.last.changed((now.status.to_string(), now.reloads));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_named_families_per_knob() {
+        let c = Counters {
+            repairs: 3,
+            last_repair: Some(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            ),
+        };
+        let text = metrics(&[
+            ("vm.overcommit_memory", Status::BootDrift, c),
+            ("a\"b", Status::Drift, Counters::default()),
+        ]);
+        for line in [
+            "# TYPE forksafe_knob_in_spec gauge",
+            "forksafe_knob_in_spec{knob=\"vm.overcommit_memory\"} 1",
+            "forksafe_boot_drift{knob=\"vm.overcommit_memory\"} 1",
+            "forksafe_repairs_total{knob=\"vm.overcommit_memory\"} 3",
+            "forksafe_last_repair_timestamp_seconds{knob=\"vm.overcommit_memory\"} 1700000000",
+            "forksafe_knob_in_spec{knob=\"a\\\"b\"} 0",
+            "# TYPE forksafe_repairs_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_written_when_it_changes_and_its_failure_said_once() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let mut out = Output::new("metrics");
+        let path = Path::new("/m/x.prom");
+        out.put(&root, path, "a\n".into());
+        let file = t.path().join("m/x.prom");
+        let first = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        out.put(&root, path, "a\n".into());
+        assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), first);
+        // A directory where the file should be: the write fails, and the failure is
+        // remembered (said once); a later success forgets it.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        out.put(&root, path, "b\n".into());
+        assert_ne!(out.error, Memo::default());
+        std::fs::remove_dir(&file).unwrap();
+        out.put(&root, path, "b\n".into());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "b\n");
+        assert_eq!(out.error, Memo::default());
+    }
+}

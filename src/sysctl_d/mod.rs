@@ -1,0 +1,193 @@
+//! sysctl.d: what the next boot will apply, computed by systemd-sysctl's rules (systemd 252,
+//! `src/sysctl/sysctl.c` and `src/basic/conf-files.c`), and the drop-in forksafe owns.
+//!
+//! The rules, as systemd applies them:
+//! - directories in precedence order `/etc/sysctl.d`, `/run/sysctl.d`,
+//!   `/usr/local/lib/sysctl.d`, `/usr/lib/sysctl.d`, `/lib/sysctl.d` (Debian builds with
+//!   split-usr; on merged /usr it is the same directory and counts once); only `*.conf`, no
+//!   hidden or backup files (`.x.conf`, `x.conf~`, `x.conf.dpkg-old` do not end in `.conf`
+//!   or are skipped);
+//! - a file masks a same-named one in a lower directory, whatever it holds: a link to
+//!   `/dev/null` or an empty file masks and sets nothing;
+//! - the surviving files are read in byte order of their names, whatever their directory;
+//! - lines end at `\n`, `\r` or NUL; blank lines and lines starting with `#` or `;` are
+//!   skipped; `key = value`, both sides stripped of whitespace; a leading `-` on the key
+//!   means "ignore failure"; `-key` alone excludes the key from globs;
+//! - keys are normalised (if the first separator is `.`, dots and slashes swap; redundant
+//!   slashes and `.` components go; the leading slash goes);
+//! - for one key, a later assignment replaces an earlier one (the same value again keeps the
+//!   earlier one's place); an explicit key beats every glob; globs (`*`, `?`, `[`, with
+//!   `{a,b}` braces) apply in table order, so the last matching glob wins.
+//!
+//! `/etc/sysctl.conf` is not read by systemd-sysctl (Debian links it in as
+//! `/etc/sysctl.d/99-sysctl.conf`), but procps' `sysctl --system` applies it last; it is
+//! parsed separately so that an assignment there can be reported.
+
+use std::path::{Path, PathBuf};
+
+use crate::os::fsread;
+use crate::os::root::Root;
+
+mod assignment;
+mod boot;
+pub(crate) mod dropin;
+mod files;
+mod glob;
+
+pub(crate) use assignment::SYSCTL_CONF;
+pub use assignment::{Assignment, normalize_key, parse};
+use assignment::{applies, is_glob};
+pub use boot::Boot;
+pub(crate) use files::DIRS;
+pub use files::Skipped;
+use files::{Listed, list_files};
+pub use glob::glob_match;
+
+/// systemd-sysctl's table after reading every file: one entry per key, in the order
+/// systemd applies them.
+#[derive(Debug, Default, Clone)]
+pub struct Table {
+    entries: Vec<Assignment>,
+    /// Every assignment in reading order (before later ones replaced earlier ones).
+    history: Vec<Assignment>,
+    /// What `/etc/sysctl.conf` assigns (procps applies it after everything else).
+    sysctl_conf: Vec<Assignment>,
+    /// Files that could not be read: (path, error).
+    pub(crate) unreadable: Vec<(PathBuf, String)>,
+    /// Entries that are not regular files (FIFOs, directories, devices, oversized files).
+    pub skipped: Vec<Skipped>,
+}
+
+impl Table {
+    /// Build the table from assignments in reading order.
+    pub fn from_assignments(all: Vec<Assignment>) -> Table {
+        let mut entries: Vec<Assignment> = Vec::new();
+        for a in &all {
+            match entries.iter().position(|e| e.key == a.key) {
+                Some(i) if entries.get(i).is_some_and(|e| e.value == a.value) => {}
+                Some(i) => {
+                    entries.remove(i);
+                    entries.push(a.clone());
+                }
+                None => entries.push(a.clone()),
+            }
+        }
+        Table {
+            entries,
+            history: all,
+            ..Table::default()
+        }
+    }
+
+    /// Read every sysctl.d file under `root`, as the next boot will, and `/etc/sysctl.conf`.
+    /// Every file goes through [`fsread::read`]: nothing here can block.
+    pub fn read(root: &Root) -> Table {
+        let mut all = Vec::new();
+        let mut unreadable = Vec::new();
+        let mut skipped = Vec::new();
+        for entry in list_files(root) {
+            match entry {
+                Listed::File { shown, real } => match fsread::read(&real, fsread::CONFIG_LIMIT) {
+                    Ok(bytes) => all.extend(parse(&bytes, &shown)),
+                    // A dangling link masks and sets nothing, as in systemd.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e @ fsread::ReadError::TooLarge { .. }) => skipped.push(Skipped {
+                        file: shown,
+                        why: format!("{e} (systemd-sysctl reads it; forksafe cannot judge it)"),
+                        blocks_boot: false,
+                    }),
+                    Err(fsread::ReadError::NotRegular(kind)) => {
+                        // Replaced between listing and reading: judge it next time.
+                        unreadable.push((shown, format!("became a {kind} while being read")));
+                    }
+                    Err(e) => unreadable.push((shown, e.to_string())),
+                },
+                Listed::Masked => {}
+                Listed::Skipped(s) => skipped.push(s),
+            }
+        }
+        let mut table = Table::from_assignments(all);
+        table.unreadable = unreadable;
+        table.skipped = skipped;
+        if let Ok(bytes) = root.read(SYSCTL_CONF, fsread::CONFIG_LIMIT) {
+            table.sysctl_conf = parse(&bytes, Path::new(SYSCTL_CONF));
+        }
+        table
+    }
+
+    /// The entry that decides `key` at boot: its explicit entry (which may be a `-key`
+    /// exclusion), else the last glob that matches it.
+    fn winner(&self, key: &str) -> Option<&Assignment> {
+        if let Some(e) = self.entries.iter().find(|e| e.key == key) {
+            return Some(e);
+        }
+        self.entries
+            .iter()
+            .rfind(|e| e.value.is_some() && is_glob(&e.key) && glob_match(&e.key, key))
+    }
+
+    /// Every assignment of `key` (explicit or by a glob), in sysctl.d in reading order, then
+    /// in `/etc/sysctl.conf`.
+    pub(crate) fn assignments_for(&self, key: &str) -> Vec<&Assignment> {
+        self.history
+            .iter()
+            .chain(&self.sysctl_conf)
+            .filter(|a| applies(&a.key, key))
+            .collect()
+    }
+
+    /// The assignment the next boot applies to `key` (normalised), if any (for tests).
+    #[cfg(test)]
+    pub(crate) fn effective(&self, key: &str) -> Option<&Assignment> {
+        self.winner(key).filter(|a| a.value.is_some())
+    }
+
+    /// What the next boot does to `key`, against `desired` (a normalised value). `ours` is
+    /// the managed drop-in, when there is one: the boot value may come from it, but it is
+    /// never its own override.
+    pub fn judge(&self, key: &str, desired: &str, ours: Option<&Path>) -> Boot {
+        let same = |a: &Assignment| {
+            a.value.as_deref().map(crate::knob::normalize).as_deref() == Some(desired)
+        };
+        let blocked_by = self
+            .skipped
+            .iter()
+            .find(|s| s.blocks_boot)
+            .map(|s| s.file.clone());
+        let winner = if blocked_by.is_some() {
+            None
+        } else {
+            self.winner(key)
+        };
+        let value = winner.filter(|a| a.value.is_some()).cloned();
+        let right = value.as_ref().is_some_and(same);
+        let mut overrides: Vec<Assignment> = winner
+            .filter(|w| !same(w) && Some(w.file.as_path()) != ours)
+            .cloned()
+            .into_iter()
+            .collect();
+        // procps applies /etc/sysctl.conf last; its last line for the key is what counts.
+        if let Some(last) = self.sysctl_conf.iter().rfind(|a| applies(&a.key, key)) {
+            if !same(last) {
+                overrides.push(last.clone());
+            }
+        }
+        let shadowed = self
+            .history
+            .iter()
+            .filter(|a| applies(&a.key, key) && !same(a))
+            .filter(|a| winner != Some(*a))
+            .cloned()
+            .collect();
+        Boot {
+            value,
+            right,
+            overrides,
+            shadowed,
+            blocked_by,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
