@@ -188,6 +188,11 @@ impl Stuck {
             _ => None,
         }
     }
+
+    /// Whether the knob still reads what the stuck write left: then it is not written.
+    pub(crate) fn holds(&self, observed: &Result<String, KnobError>) -> bool {
+        observed.as_deref() == Ok(self.value.as_str())
+    }
 }
 
 /// Read one knob; when `repair` and it has drifted, write it and verify. A knob `stuck` at
@@ -204,7 +209,7 @@ pub(crate) fn step<'a>(
         Err(e) => Err(e.clone()),
     };
     let repair = match (path, &observed, stuck) {
-        (_, Ok(v), Some(s)) if repair && *v == s.value => Some(Err(s.error.clone())),
+        (_, _, Some(s)) if repair && s.holds(&observed) => Some(Err(s.error.clone())),
         (Ok(at), _, _) if repair && judge(knob, &observed) == Status::Drift => Some(knob.write(at)),
         _ => None,
     };

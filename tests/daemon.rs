@@ -758,6 +758,39 @@ fn forksafe_reload_waits_for_the_daemon_and_refuses_a_broken_config() {
     assert_eq!(count(&log, "configuration rejected"), 0, "{log}");
 }
 
+/// `forksafe reload --config OTHER` judges what the daemon will reload, not OTHER: a daemon
+/// started without `--config` reloads its root's default config, whatever the caller names.
+#[test]
+fn reload_judges_the_daemons_config_not_the_callers() {
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1min"));
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let broken = tree.path("etc/other.toml");
+    std::fs::write(&broken, "[sysctl]\n\"vm.overcommit_memory\" = 7\n").unwrap();
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &FAST
+            .replace("50ms", "1min")
+            .replace("defrag\" = \"never\"", "defrag\" = \"madvise\""),
+    );
+    let o = std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(tree.root())
+        .arg("--config")
+        .arg(&broken)
+        .args(["reload", "--pid", &d.pid().to_string()])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("is not the daemon's"), "{err}");
+    assert_eq!(tree.read(&format!("{THP}/defrag")), "madvise\n");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
 /// With [sysctl_d] manage = false (the operator's own tooling owns sysctl.d), the daemon
 /// still judges the next boot: it names the overriding file, and the metric says so.
 #[test]

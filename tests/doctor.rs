@@ -330,3 +330,127 @@ fn unreadable_evidence_is_unknown_never_ok() {
         "{human}"
     );
 }
+
+/// The overcommit and THP checks judge the value forksafe's config holds, not only 1 and
+/// never: a config that sets a risky value is itself the risk (and `forksafe apply` is not
+/// its fix); a knob the config does not hold is not held, even where it is right now; and
+/// the fix under `[sysctl_d] manage = false` promises no drop-in.
+#[test]
+fn doctor_judges_the_knobs_against_the_config() {
+    let check = |fixture: &str, config: &str, id: &str| -> Value {
+        let tree = Tree::new(fixture);
+        tree.write("etc/forksafe/forksafe.toml", config);
+        let o = tree.run(&["doctor", "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned();
+        c.unwrap_or_else(|| panic!("no {id} in {v:#}"))
+    };
+    let has = |c: &Value, field: &str, fragment: &str| {
+        assert!(
+            c[field].as_str().unwrap_or("").contains(fragment),
+            "{fragment:?} not in {c:#}"
+        );
+    };
+    // The config holds 2; the kernel is at 1 now: the daemon would set 2.
+    let c = check(
+        "30-doctor-safe",
+        "[sysctl]\n\"vm.overcommit_memory\" = 2\n",
+        "overcommit",
+    );
+    assert_eq!(c["status"], "fail", "{c:#}");
+    has(
+        &c,
+        "message",
+        "forksafe.toml) sets vm.overcommit_memory = 2: forksafe itself holds this risk",
+    );
+    has(
+        &c,
+        "fix",
+        "set \"vm.overcommit_memory\" = \"1\" in [sysctl] of",
+    );
+    // The config holds madvise: a warning, fixed in the config.
+    let c = check(
+        "30-doctor-safe",
+        "[sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = \"madvise\"\n",
+        "thp-enabled",
+    );
+    assert_eq!(c["status"], "warn", "{c:#}");
+    has(
+        &c,
+        "fix",
+        "set \"kernel/mm/transparent_hugepage/enabled\" = \"never\" in [sysfs]",
+    );
+    // ... and in that config overcommit is right now, but nothing holds it.
+    let c = check(
+        "30-doctor-safe",
+        "[sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = \"never\"\n",
+        "overcommit",
+    );
+    assert_eq!(c["status"], "warn", "{c:#}");
+    has(
+        &c,
+        "message",
+        "does not hold vm.overcommit_memory: nothing keeps it",
+    );
+    has(
+        &c,
+        "fix",
+        "add \"vm.overcommit_memory\" = \"1\" to [sysctl] of",
+    );
+    // Wrong now and not held: `forksafe apply` alone would not touch it.
+    let c = check(
+        "31-doctor-overcommit0-old-kernel",
+        "[sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = \"never\"\n",
+        "overcommit",
+    );
+    assert_eq!(c["status"], "fail", "{c:#}");
+    has(
+        &c,
+        "fix",
+        "add \"vm.overcommit_memory\" = \"1\" to [sysctl] of",
+    );
+    // Held, wrong now, no drop-in managed: apply sets it, and no reboot promise is made.
+    let c = check(
+        "31-doctor-overcommit0-old-kernel",
+        "[sysctl]\n\"vm.overcommit_memory\" = 1\n[sysctl_d]\nmanage = false\n",
+        "overcommit",
+    );
+    assert_eq!(c["status"], "fail", "{c:#}");
+    has(
+        &c,
+        "fix",
+        "forksafe apply   (sets it now; [sysctl_d] manage = false",
+    );
+    assert!(
+        !c["fix"].as_str().unwrap().contains("across reboots"),
+        "{c:#}"
+    );
+}
+
+/// A `smaps_rollup` that was read but has no `Rss` makes the cgroup check unknown with that
+/// reason, as the copy-on-write check says it (not "no such file").
+#[test]
+fn a_rollup_without_rss_is_said_as_such() {
+    let tree = Tree::new("35-doctor-cgroup-limit");
+    tree.write("proc/4242/smaps_rollup", "AnonHugePages:         0 kB\n");
+    let o = tree.run(&["doctor", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for id in ["cgroup-limit:4242", "cow-worst-case:4242"] {
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap();
+        assert_eq!(c["status"], "unknown", "{c:#}");
+        assert_eq!(
+            c["message"], "unknown: /proc/4242/smaps_rollup has no Rss",
+            "{c:#}"
+        );
+    }
+}

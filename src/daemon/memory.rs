@@ -25,6 +25,16 @@ pub(crate) const EVENT_REPAIR_GAP: Duration = Duration::from_millis(100);
 /// too), the next event-driven read waits at least this long.
 pub(crate) const EVENT_READ_GAP: Duration = Duration::from_millis(10);
 
+/// A write the kernel answered with another value is not repeated at every tick; it is
+/// written again after this long, and each time the same answer comes back, after twice
+/// as long, up to [`STUCK_RETRY_MAX`]. A knob the kernel really adjusts then costs a few
+/// writes a minute; a writer that won three races in a row and stopped (which looks the
+/// same) keeps the knob wrong for seconds, not for a minute.
+pub(crate) const STUCK_RETRY: Duration = Duration::from_secs(2);
+
+/// The longest wait before a stuck write is tried again.
+pub(crate) const STUCK_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// What the daemon counts per knob.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counters {
@@ -52,8 +62,12 @@ pub(crate) struct Memory {
     pub(crate) counters: Counters,
     /// Whether something fights over it.
     pub(crate) contest: Contest,
-    /// A write that read back another value: not repeated while the knob reads that.
-    pub(crate) stuck: Option<Stuck>,
+    /// A write that read back another value: not repeated while the knob reads that,
+    /// until `retry_at`.
+    stuck: Option<Stuck>,
+    /// How long the last stuck write waits before it is tried again, and until when.
+    retry: Duration,
+    retry_at: Instant,
     /// The inotify watch on the knob's file.
     pub(crate) wd: Option<WatchDescriptor>,
     /// No event-driven check before this time.
@@ -78,6 +92,32 @@ impl Memory {
             EVENT_READ_GAP
         };
         self.gate = now + gap;
+    }
+
+    /// The stuck write to respect at `now`: none once its retry is due.
+    pub(crate) fn stuck(&self, now: Instant) -> Option<&Stuck> {
+        self.stuck.as_ref().filter(|_| now < self.retry_at)
+    }
+
+    /// Take in what became of a stuck write after a step at `now`. `respected`: the step
+    /// was given the stuck write and did not write.
+    fn settle_stuck(&mut self, r: &KnobReport, respected: bool, now: Instant) {
+        self.stuck = match (self.stuck.take(), Stuck::after(r)) {
+            (old, Some(_)) if respected => old,
+            (old, Some(new)) => {
+                // Written, and answered with the same other value again: wait longer.
+                let again = old.is_some_and(|o| o.value == new.value);
+                self.retry = if again {
+                    (self.retry * 2).clamp(STUCK_RETRY, STUCK_RETRY_MAX)
+                } else {
+                    STUCK_RETRY
+                };
+                self.retry_at = now + self.retry;
+                Some(new)
+            }
+            (Some(old), None) if old.holds(&r.observed) => Some(old),
+            _ => None,
+        };
     }
 
     /// Whether a pending check is due at `now`.
@@ -119,6 +159,8 @@ pub(crate) fn fresh(
                 counters,
                 contest,
                 stuck: None,
+                retry: STUCK_RETRY,
+                retry_at: now,
                 wd: None,
                 gate: now,
                 pending: false,
@@ -138,16 +180,19 @@ pub(crate) struct Context<'a> {
 }
 
 /// Take in what one step found for a knob: its entries, counters, the fight and the stuck
-/// write. Returns whether a repair was made.
-pub(crate) fn absorb(ctx: &Context, mem: &mut Memory, r: &KnobReport, now: Instant) -> bool {
+/// write (`respected`: the step was given [`Memory::stuck`] and did not write). Returns
+/// whether a repair was made.
+pub(crate) fn absorb(
+    ctx: &Context,
+    mem: &mut Memory,
+    r: &KnobReport,
+    respected: bool,
+    now: Instant,
+) -> bool {
     let observed = r.observed.as_deref().unwrap_or("");
     let repaired = matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh;
     let now_seen = Seen::after(r);
-    mem.stuck = match (&mem.stuck, Stuck::after(r)) {
-        (_, Some(new)) => Some(new),
-        (Some(old), None) if r.observed.as_deref() == Ok(old.value.as_str()) => Some(old.clone()),
-        _ => None,
-    };
+    mem.settle_stuck(r, respected, now);
     let fighting = mem.contest.fighting();
     // While a fight is on, the knob's own repair lines are silent: the fight's say it.
     if !(fighting && (repaired || now_seen == Seen::Ok)) {
@@ -214,6 +259,57 @@ mod tests {
         assert!(!m.event(t1 + Duration::from_millis(50)));
         assert!(!m.due(t1 + Duration::from_millis(99)));
         assert!(m.due(t1 + EVENT_REPAIR_GAP));
+    }
+
+    #[test]
+    fn a_stuck_write_is_tried_again_later_each_time() {
+        use crate::knob::{Cause, KnobError, Op};
+        let s = Settings::parse(
+            "[sysctl]\n\"fs.pipe-max-size\" = \"5000\"\n",
+            crate::config::Source::Builtin,
+        )
+        .unwrap();
+        let mut mem = fresh(&s, &[], None);
+        let m = &mut mem[0];
+        let stuck_report = || KnobReport {
+            knob: &s.knobs[0],
+            observed: Ok("8192".into()),
+            repair: Some(Err(KnobError {
+                path: "/proc/sys/fs/pipe-max-size".into(),
+                op: Op::Verify,
+                cause: Cause::ReadBack {
+                    wrote: "5000".into(),
+                    read: "8192".into(),
+                },
+            })),
+            boot: None,
+        };
+        let t0 = Instant::now();
+        // Written, answered 8192: held off for STUCK_RETRY.
+        m.settle_stuck(&stuck_report(), false, t0);
+        assert!(m.stuck(t0 + Duration::from_millis(1999)).is_some());
+        // Respected ticks change nothing.
+        m.settle_stuck(&stuck_report(), true, t0 + Duration::from_secs(1));
+        assert!(m.stuck(t0 + Duration::from_millis(1999)).is_some());
+        assert!(m.stuck(t0 + STUCK_RETRY).is_none());
+        // Tried again, the same answer: twice as long, then capped.
+        let mut at = t0 + STUCK_RETRY;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            m.settle_stuck(&stuck_report(), false, at);
+            waits.push(m.retry.as_secs());
+            at += m.retry;
+        }
+        assert_eq!(waits, [4, 8, 16, 32, 60, 60, 60, 60]);
+        // Right again: forgotten.
+        let right = KnobReport {
+            knob: &s.knobs[0],
+            observed: Ok("5000".into()),
+            repair: None,
+            boot: None,
+        };
+        m.settle_stuck(&right, false, at);
+        assert!(m.stuck(at).is_none());
     }
 
     #[test]

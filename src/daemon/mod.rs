@@ -136,7 +136,9 @@ impl Daemon {
             return;
         };
         let boot = boots.get(i).cloned().flatten();
-        let r = enforce::step(knob, path, settings.repair, boot, mem.stuck.as_ref());
+        let stuck = mem.stuck(now);
+        let r = enforce::step(knob, path, settings.repair, boot, stuck);
+        let respected = settings.repair && stuck.is_some_and(|s| s.holds(&r.observed));
         // An open file that failed: find it again once (it may have been replaced). A knob
         // that cannot be found is looked for again at the next rescan.
         if r.observed.is_err() && path.is_ok() {
@@ -148,7 +150,7 @@ impl Daemon {
             sources,
             interval: settings.interval,
         };
-        if memory::absorb(&ctx, mem, &r, now) {
+        if memory::absorb(&ctx, mem, &r, respected, now) {
             *repairs += 1;
         }
     }
@@ -202,13 +204,6 @@ impl Daemon {
         self.sysctl_d();
         self.resolve_all();
         self.sources.refresh(&self.root, &self.settings);
-        // A knob left alone because every write read back the same other value is written
-        // again: a writer that won three races in a row and then stopped must not keep it
-        // wrong. The kernel's own answer costs a few writes a minute and no log line (it is
-        // the same error).
-        for mem in &mut self.memory {
-            mem.stuck = None;
-        }
     }
 
     fn reload(&mut self) {

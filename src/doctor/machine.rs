@@ -2,26 +2,144 @@
 //! size, on the kernel command line), swap, the next boot's values (from the survey every
 //! command shares) and whether forksafe's own daemon holds them.
 
-use crate::config::Settings;
+use std::path::Path;
+
+use crate::config::{Settings, Source};
 use crate::enforce::Survey;
+use crate::knob::{Kind, Knob};
 use crate::os::proc::{self, Process};
 use crate::os::root::Root;
 
 use super::check::{Check, Verdict, check, mib, unknown};
 use super::facts::{Kernel, THP, text, value};
 
-/// The kernel's checks: overcommit, THP enabled, defrag, per size, the command line.
-pub(super) fn kernel(root: &Root, k: &Kernel) -> Vec<Check> {
-    let mut out = vec![overcommit(k), thp_enabled(k)];
-    out.extend(thp_defrag(k));
+/// The kernel's checks: overcommit, THP enabled, defrag, per size, the command line. The
+/// first three are judged for the value now and for the value forksafe's config holds.
+pub(super) fn kernel(root: &Root, k: &Kernel, settings: &Settings) -> Vec<Check> {
+    let held = |kind, rel| Held::of(settings, kind, rel);
+    let mut out = vec![held(Kind::Sysctl, "vm/overcommit_memory").judge(
+        overcommit(k, settings),
+        "1",
+        mode_risk,
+    )];
+    // A kernel without THP has nothing to hold.
+    out.push(match k.thp {
+        Some(_) => held(Kind::Sysfs, THP_ENABLED).judge(thp_enabled(k), "never", thp_risk),
+        None => thp_enabled(k),
+    });
+    let defrag = held(Kind::Sysfs, THP_DEFRAG);
+    out.extend(thp_defrag(k).map(|c| defrag.judge(c, "never", defrag_risk)));
     out.push(per_size(root, k.thp.as_deref()));
     out.push(cmdline(root));
     out
 }
 
+const THP_ENABLED: &str = "kernel/mm/transparent_hugepage/enabled";
+const THP_DEFRAG: &str = "kernel/mm/transparent_hugepage/defrag";
+
+/// How forksafe's config holds one knob, to judge a check of it against.
+struct Held<'a> {
+    /// The knob as the config names it, and the section.
+    name: String,
+    section: &'static str,
+    /// The value the config sets; `None` when it does not manage the knob.
+    value: Option<&'a str>,
+    /// The config, for the fix.
+    source: &'a Source,
+}
+
+impl<'a> Held<'a> {
+    fn of(settings: &'a Settings, kind: Kind, rel: &str) -> Held<'a> {
+        let knob = settings
+            .knobs
+            .iter()
+            .find(|k| k.kind() == kind && k.rel() == Path::new(rel));
+        Held {
+            name: knob.map_or_else(
+                || match kind {
+                    Kind::Sysctl => crate::knob::path_to_sysctl_name(rel),
+                    Kind::Sysfs => rel.to_string(),
+                },
+                |k| k.name().to_string(),
+            ),
+            section: match kind {
+                Kind::Sysctl => "[sysctl]",
+                Kind::Sysfs => "[sysfs]",
+            },
+            value: knob.map(Knob::desired),
+            source: &settings.source,
+        }
+    }
+
+    /// `c`, the check of the value now, judged with what the config holds: a config that
+    /// sets a value `risk` does not call ok (`safe` is) is itself the risk, whatever the
+    /// value now; a knob the config does not hold is fixed by adding it to the config
+    /// (`forksafe apply` alone would not touch it), and is not held even where it is
+    /// right now.
+    fn judge(&self, mut c: Check, safe: &str, risk: fn(&str) -> Verdict) -> Check {
+        let (name, section, config) = (&self.name, self.section, self.source);
+        match self.value {
+            Some(v) => {
+                let verdict = risk(v);
+                if verdict != Verdict::Ok {
+                    c.status = c.status.max(verdict);
+                    c.message.push_str(&format!(
+                        "; forksafe's config ({config}) sets {name} = {v}: forksafe itself \
+                         holds this risk"
+                    ));
+                    c.fix = Some(format!(
+                        "set \"{name}\" = \"{safe}\" in {section} of {config}, then \
+                         systemctl reload forksafe (or forksafe apply)"
+                    ));
+                }
+            }
+            None => {
+                if c.status == Verdict::Ok {
+                    c.status = Verdict::Warn;
+                    c.message.push_str(&format!(
+                        "; but forksafe's config ({config}) does not hold {name}: nothing keeps it"
+                    ));
+                }
+                c.fix = Some(format!(
+                    "add \"{name}\" = \"{safe}\" to {section} of {config}, then forksafe apply"
+                ));
+            }
+        }
+        c
+    }
+}
+
+/// What an overcommit mode risks: under 0 or 2 the kernel can refuse a fork.
+fn mode_risk(v: &str) -> Verdict {
+    if v == "1" { Verdict::Ok } else { Verdict::Fail }
+}
+
+/// What a THP `enabled` mode risks: `always` balloons copy-on-write; `madvise` does for
+/// memory that asks for huge pages.
+fn thp_risk(v: &str) -> Verdict {
+    match v {
+        "never" => Verdict::Ok,
+        "always" => Verdict::Fail,
+        _ => Verdict::Warn,
+    }
+}
+
+/// What a THP `defrag` mode risks: `always` stalls page faults in direct compaction.
+fn defrag_risk(v: &str) -> Verdict {
+    if v == "always" {
+        Verdict::Warn
+    } else {
+        Verdict::Ok
+    }
+}
+
 /// `vm.overcommit_memory`: under 0 or 2 the kernel can refuse a large process's fork.
-fn overcommit(k: &Kernel) -> Check {
-    let apply_fix = "forksafe apply   (sets it now and keeps it across reboots)";
+fn overcommit(k: &Kernel, settings: &Settings) -> Check {
+    let apply_fix = if settings.dropin.is_some() {
+        "forksafe apply   (sets it now and keeps it across reboots)"
+    } else {
+        "forksafe apply   (sets it now; [sysctl_d] manage = false: keep it at boot with a line of your own in /etc/sysctl.d)"
+    };
     match k.mode() {
         Some("1") => check(
             "overcommit",
@@ -100,7 +218,7 @@ fn thp_enabled(k: &Kernel) -> Check {
 
 /// THP's `defrag`, when the kernel has it.
 fn thp_defrag(k: &Kernel) -> Option<Check> {
-    let apply_fix = "forksafe apply   (sets it now and keeps it across reboots)";
+    let apply_fix = "forksafe apply   (sets it now; the daemon holds it from boot on)";
     let defrag = k.defrag.as_deref()?;
     Some(if defrag == "always" {
         check(

@@ -27,7 +27,7 @@ pub use check::{Check, Verdict};
 /// databases.
 pub(crate) fn diagnose(root: &Root, settings: &Settings, auth: &resp::Auth) -> Vec<Check> {
     let k = facts::Kernel::read(root);
-    let mut out = machine::kernel(root, &k);
+    let mut out = machine::kernel(root, &k, settings);
     // One look at /proc serves the database checks and the daemon check.
     let processes = proc::processes(root);
     let daemon = machine::daemon_state(root, &processes);

@@ -46,6 +46,22 @@ impl Db {
     fn rss_kib(&self) -> Option<u64> {
         self.rollup.as_ref().ok().and_then(|r| field(r, "Rss"))
     }
+
+    /// Its RSS, kB; or the unknown check `id` is when `smaps_rollup` could not be read or
+    /// has no `Rss`.
+    fn rss(&self, id: &str) -> Result<u64, Check> {
+        let file = format!("/proc/{}/smaps_rollup", self.pid);
+        match (&self.rollup, self.rss_kib()) {
+            (Err(e), _) => Err(unknown(id, &file, e)),
+            (Ok(_), None) => Err(check(
+                id,
+                Verdict::Unknown,
+                format!("unknown: {file} has no Rss"),
+                None,
+            )),
+            (Ok(_), Some(rss)) => Ok(rss),
+        }
+    }
 }
 
 /// The database processes among `processes`.
@@ -173,18 +189,11 @@ fn thp(db: &Db, k: &Kernel, who: &str) -> Check {
 
 /// The worst case: every page rewritten during the save, all of RSS copied.
 fn cow_worst_case(db: &Db, k: &Kernel, who: &str) -> Check {
-    let rollup_file = format!("/proc/{}/smaps_rollup", db.pid);
     let id = format!("cow-worst-case:{}", db.pid);
     let available = k.m("MemAvailable");
-    match (&db.rollup, db.rss_kib()) {
-        (Err(e), _) => unknown(id, &rollup_file, e),
-        (Ok(_), None) => check(
-            id,
-            Verdict::Unknown,
-            format!("unknown: {rollup_file} has no Rss"),
-            None,
-        ),
-        (Ok(_), Some(rss)) if rss > available => check(
+    match db.rss(&id) {
+        Err(unknown) => unknown,
+        Ok(rss) if rss > available => check(
             id,
             Verdict::Warn,
             format!(
@@ -194,7 +203,7 @@ fn cow_worst_case(db: &Db, k: &Kernel, who: &str) -> Check {
             ),
             Some("keep maxmemory at most about half of RAM, add swap, or save from a replica"),
         ),
-        (Ok(_), Some(rss)) => check(
+        Ok(rss) => check(
             id,
             Verdict::Ok,
             format!(
@@ -211,49 +220,52 @@ fn cow_worst_case(db: &Db, k: &Kernel, who: &str) -> Check {
 fn cgroup_limit(root: &Root, db: &Db, who: &str) -> Check {
     let pid = db.pid;
     let id = format!("cgroup-limit:{pid}");
-    let rollup_file = format!("/proc/{pid}/smaps_rollup");
-    match (&db.cgroup, db.rss_kib()) {
-        (Err(e), _) => unknown(id, &format!("/proc/{pid}/cgroup"), e),
-        (Ok(cg), rss) => match (cgroup::limit(root, cg), rss) {
-            (Err(what), _) => check(
+    let cg = match &db.cgroup {
+        Err(e) => return unknown(id, &format!("/proc/{pid}/cgroup"), e),
+        Ok(cg) => cg,
+    };
+    let (limit, file) = match cgroup::limit(root, cg) {
+        Err(what) => {
+            return check(
                 id,
                 Verdict::Unknown,
                 format!("unknown: could not read {what}"),
                 None,
-            ),
-            (Ok(None), _) => check(
+            );
+        }
+        Ok(None) => {
+            return check(
                 id,
                 Verdict::Ok,
                 format!("{who}: no memory limit on its cgroup or any parent"),
                 None,
+            );
+        }
+        Ok(Some(limit)) => limit,
+    };
+    match db.rss(&id) {
+        Err(unknown) => unknown,
+        Ok(rss) if limit < 2 * rss => check(
+            id,
+            Verdict::Fail,
+            format!(
+                "{who}: its cgroup limit {} ({file}) is below 2 x RSS ({}): a save that rewrites much of the data gets it OOM-killed in its cgroup",
+                mib(limit),
+                mib(2 * rss)
             ),
-            (Ok(Some(_)), None) => unknown(
-                id,
-                &rollup_file,
-                db.rollup.as_ref().err().unwrap_or(&ReadError::NotFound),
+            Some(
+                "raise the memory limit to at least 2 x the dataset, or lower maxmemory to half the limit",
             ),
-            (Ok(Some((limit, file))), Some(rss)) if limit < 2 * rss => check(
-                id,
-                Verdict::Fail,
-                format!(
-                    "{who}: its cgroup limit {} ({file}) is below 2 x RSS ({}): a save that rewrites much of the data gets it OOM-killed in its cgroup",
-                    mib(limit),
-                    mib(2 * rss)
-                ),
-                Some(
-                    "raise the memory limit to at least 2 x the dataset, or lower maxmemory to half the limit",
-                ),
+        ),
+        Ok(_) => check(
+            id,
+            Verdict::Ok,
+            format!(
+                "{who}: its cgroup limit {} ({file}) is at least 2 x RSS",
+                mib(limit)
             ),
-            (Ok(Some((limit, file))), Some(_)) => check(
-                id,
-                Verdict::Ok,
-                format!(
-                    "{who}: its cgroup limit {} ({file}) is at least 2 x RSS",
-                    mib(limit)
-                ),
-                None,
-            ),
-        },
+            None,
+        ),
     }
 }
 
