@@ -119,7 +119,7 @@ pub fn parse_tcp(text: &str) -> Vec<(u64, SocketAddr)> {
 pub(crate) fn endpoints(root: &Root, pid: u32) -> Result<Vec<Endpoint>, String> {
     let inodes = socket_inodes(root, pid)?;
     let read = |f: &str| {
-        root.read_text(format!("proc/{pid}/net/{f}"), fsread::PROC_LIMIT)
+        root.read_text(&format!("proc/{pid}/net/{f}"), fsread::PROC_LIMIT)
             .unwrap_or_default()
     };
     let mut out = Vec::new();

@@ -40,13 +40,13 @@ pub(crate) fn processes(root: &Root) -> Vec<Process> {
 
 /// The name of process `pid`.
 pub(crate) fn comm(root: &Root, pid: u32) -> Result<String, ReadError> {
-    root.read_text(format!("proc/{pid}/comm"), COMM_LIMIT)
+    root.read_text(&format!("proc/{pid}/comm"), COMM_LIMIT)
         .map(|c| c.trim_end_matches('\n').to_string())
 }
 
 /// The arguments of process `pid`, the program name first.
 pub(crate) fn cmdline(root: &Root, pid: u32) -> Result<Vec<String>, ReadError> {
-    let raw = root.read(format!("proc/{pid}/cmdline"), CMDLINE_LIMIT)?;
+    let raw = root.read(&format!("proc/{pid}/cmdline"), CMDLINE_LIMIT)?;
     Ok(raw
         .split(|b| *b == 0)
         .filter(|a| !a.is_empty())

@@ -41,13 +41,13 @@ impl Root {
     /// Read the file `rel` under this root through [`fsread::read`]: capped at `limit`,
     /// never blocking on what is not a regular file. A path that would climb out of the
     /// root reads as not found.
-    pub(crate) fn read(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError> {
+    pub(crate) fn read(&self, rel: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
         let path = self.join(rel).ok_or(ReadError::NotFound)?;
         fsread::read(&path, limit)
     }
 
     /// [`Root::read`] as text (invalid UTF-8 replaced), for `/proc` files and the like.
-    pub(crate) fn read_text(&self, rel: impl AsRef<Path>, limit: u64) -> Result<String, ReadError> {
+    pub(crate) fn read_text(&self, rel: &str, limit: u64) -> Result<String, ReadError> {
         self.read(rel, limit)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
