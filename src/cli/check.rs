@@ -188,6 +188,9 @@ fn notes(pass: &Pass) -> String {
         if !boot.right {
             out.push_str(&format!("{name}: {}\n", boot.explain()));
         }
+        if let Some(unknown) = boot.unknown() {
+            out.push_str(&format!("{name}: {unknown}\n"));
+        }
         for o in &boot.overrides {
             out.push_str(&format!("{name}: overridden by {o}\n"));
         }
@@ -211,7 +214,7 @@ fn notes(pass: &Pass) -> String {
 }
 
 fn assignment_json(a: &Assignment) -> serde_json::Value {
-    serde_json::json!({"file": a.file, "line": a.line, "value": a.value})
+    serde_json::json!({"file": a.file.display().to_string(), "line": a.line, "value": a.value})
 }
 
 fn to_json(
@@ -251,6 +254,7 @@ fn to_json(
                     "overrides".into(),
                     boot.overrides.iter().map(assignment_json).collect(),
                 );
+                obj.insert("boot_unknown".into(), boot.unknown().into());
                 obj.insert(
                     "shadowed".into(),
                     boot.shadowed.iter().map(assignment_json).collect(),
@@ -263,14 +267,14 @@ fn to_json(
         .table
         .skipped
         .iter()
-        .map(|s| serde_json::json!({"file": s.file, "why": s.why}))
+        .map(|s| serde_json::json!({"file": s.file.display().to_string(), "why": s.why}))
         .collect();
     serde_json::json!({
         "config": settings.source.to_string(),
         "knobs": knobs,
         "sysctl_d_skipped": skipped,
         "dropin": survey.dropin.as_ref().map(|d| serde_json::json!({
-            "file": d.file,
+            "file": d.file.display().to_string(),
             "status": if d.is_current() { "ok" } else { d.before.as_str() },
         })),
     })

@@ -37,8 +37,8 @@ const FAMILIES: [Family; 4] = [
     Family {
         name: "forksafe_boot_drift",
         kind: "gauge",
-        help: "1 when the next boot (sysctl.d) would set the knob to another value.",
-        value: |status, _| u64::from(status == Status::BootDrift),
+        help: "1 when the next boot (sysctl.d) would set the knob to another value, or what it sets cannot be judged.",
+        value: |status, _| u64::from(matches!(status, Status::BootDrift | Status::BootUnknown)),
     },
     Family {
         name: "forksafe_repairs_total",

@@ -52,7 +52,7 @@ impl Seen {
     /// What a step's result amounts to, to compare with what was said.
     pub(crate) fn after(r: &KnobReport) -> Seen {
         match r.status() {
-            Status::Ok | Status::BootDrift => Seen::Ok,
+            Status::Ok | Status::BootDrift | Status::BootUnknown => Seen::Ok,
             Status::Absent => Seen::Absent,
             Status::Drift => Seen::Drifting(r.current().unwrap_or("").to_string()),
             Status::Error => Seen::Failed(r.error().map(|e| e.to_string()).unwrap_or_default()),
@@ -226,7 +226,7 @@ pub(crate) fn status_line(
 ) -> String {
     let total = statuses.len();
     let count = |s: Status| statuses.iter().filter(|r| **r == s).count();
-    let ok = count(Status::Ok) + count(Status::BootDrift);
+    let ok = count(Status::Ok) + count(Status::BootDrift) + count(Status::BootUnknown);
     // (a knob not kept at the next boot is in spec now; the suffix says the rest)
     let mut line = if ok == total {
         format!("{total} knobs in spec")
@@ -235,6 +235,7 @@ pub(crate) fn status_line(
     };
     for (s, what) in [
         (Status::BootDrift, "not kept at the next boot"),
+        (Status::BootUnknown, "with the next boot unknown"),
         (Status::Drift, "drifted"),
         (Status::Absent, "absent"),
         (Status::Error, "failing"),
@@ -361,6 +362,19 @@ impl Said {
                     Event::new(
                         EventKind::BackInSpec,
                         format!("{}: the next boot keeps {} again", k.name(), k.desired()),
+                    )
+                    .field("KNOB", k.name())
+                    .field("EXPECTED", k.desired())
+                } else if boot.right && boot.overrides.is_empty() {
+                    // Nothing read says otherwise; something unread could.
+                    Event::new(
+                        EventKind::BootOverride,
+                        format!(
+                            "{}: whether the next boot keeps {} is unknown: {text}. Make the \
+                             file readable by forksafe (or remove it)",
+                            k.name(),
+                            k.desired()
+                        ),
                     )
                     .field("KNOB", k.name())
                     .field("EXPECTED", k.desired())
