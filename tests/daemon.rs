@@ -562,6 +562,53 @@ fn a_fight_is_reported_not_conceded() {
     eprintln!("fight: {writes} wrong writes, right in {right} of 300 samples");
 }
 
+/// Audit mode is as quiet as repair mode: a neighbour flipping the knob between a wrong
+/// and the right value 50 times a second is a fight, said once, not a line per change.
+#[test]
+fn audit_mode_is_as_quiet_as_repair_mode_under_a_flipping_neighbour() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let tree = fast_tree("02-in-spec");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &FAST
+            .replace("50ms", "100ms")
+            .replace("[daemon]\n", "[daemon]\nrepair = false\n"),
+    );
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let before = d.log().lines().count();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (tree.path(OVERCOMMIT), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut writes = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                set_file(&path, if writes % 2 == 0 { "0\n" } else { "1\n" });
+                writes += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            writes
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let lines = knob_lines(&log, before);
+    assert!(
+        lines.len() <= 10,
+        "{writes} flips gave {} lines:\n{log}",
+        lines.len()
+    );
+    assert_eq!(count(&log, "something keeps setting it back"), 1, "{log}");
+    assert!(log.contains("Audit mode: it is not repaired"), "{log}");
+    assert!(writes > 100, "only {writes} flips");
+}
+
 /// The target: a neighbour writing the wrong value every 4 to 6 s (irregularly)
 /// for 30 s, at the default 1 s interval, leaves the knob wrong in at most 20% of 10 ms
 /// samples (the 1 s poll alone gives about 10%; the old back-off gave 25%). Counted, not
@@ -787,6 +834,32 @@ fn reload_judges_the_daemons_config_not_the_callers() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("is not the daemon's"), "{err}");
     assert_eq!(tree.read(&format!("{THP}/defrag")), "madvise\n");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+/// `forksafe reload` says yes only on the daemon's yes: a daemon that cannot publish its
+/// state cannot confirm, and the reload ends 1, saying why.
+#[test]
+fn reload_without_the_daemons_word_is_not_a_yes() {
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1min"));
+    // Where the state directory should be, a file: the daemon cannot publish.
+    tree.write("run/forksafe", "not a directory\n");
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let o = std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(tree.root())
+        .args(["reload", "--pid", &d.pid().to_string()])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot be confirmed"), "{err}");
+    // The daemon did reload; only its word could not reach the command.
+    wait_for("the reload", || d.log().contains("configuration reloaded"));
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
 }

@@ -175,6 +175,8 @@ pub(crate) struct Context<'a> {
     pub(crate) sources: &'a Sources,
     /// The poll interval.
     pub(crate) interval: Duration,
+    /// Audit mode: drift is said, not repaired.
+    pub(crate) audit: bool,
 }
 
 /// Take in what one step found for a knob: its entries, counters, the fight and the stuck
@@ -191,9 +193,14 @@ pub(crate) fn absorb(
     let repaired = matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh;
     let now_seen = Seen::after(r);
     mem.settle_stuck(r, respected, now);
+    let status = r.status();
+    // Audit mode repairs nothing, so a fight is counted in changes to a wrong value: a
+    // neighbour flipping the knob is as quiet as in repair mode.
+    let changed_wrong = ctx.audit && status == Status::Drift && mem.seen != now_seen;
+    let intruded = repaired || changed_wrong;
     let fighting = mem.contest.fighting();
-    // While a fight is on, the knob's own repair lines are silent: the fight's say it.
-    if !(fighting && (repaired || now_seen == Seen::Ok)) {
+    // While a fight is on, the knob's own lines are silent: the fight's say it.
+    if !(fighting && (intruded || now_seen == Seen::Ok)) {
         if let Some(event) = say::knob_event(r, &mem.seen, &now_seen) {
             let event = if repaired {
                 say::with_source(event, ctx.sources, r.knob)
@@ -203,20 +210,21 @@ pub(crate) fn absorb(
             event.emit();
         }
     }
-    let status = r.status();
     if repaired {
         mem.counters.repairs += 1;
         mem.counters.last_repair = Some(SystemTime::now());
+    }
+    if intruded {
         if let Some(talk) = mem.contest.repaired(now, observed) {
             let who = say::who(ctx.root, ctx.sources, r.knob);
-            let event = say::fight(r.knob, &talk, ctx.interval, &who);
+            let event = say::fight(r.knob, &talk, ctx.interval, &who, ctx.audit);
             say::with_source(event, ctx.sources, r.knob).emit();
         }
     } else if status == Status::Drift {
         mem.contest.wrong(observed);
     } else if status.in_spec_now() {
         if let Some(ended) = mem.contest.in_spec(now) {
-            say::fight_over(r.knob, &ended).emit();
+            say::fight_over(r.knob, &ended, ctx.audit).emit();
         }
     }
     mem.seen = now_seen;

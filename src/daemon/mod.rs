@@ -204,6 +204,7 @@ impl Daemon {
             root,
             sources,
             interval: settings.interval,
+            audit: !settings.repair,
         };
         if memory::absorb(&ctx, mem, &r, respected, now) {
             *repairs += 1;

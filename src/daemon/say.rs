@@ -153,30 +153,45 @@ pub(crate) fn who(root: &Root, sources: &Sources, knob: &Knob) -> String {
     }
 }
 
-/// The entry for a fight's start or its summary; `who` from [`who`].
-pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> Event {
+/// The entry for a fight's start or its summary; `who` from [`who`]. In audit mode a fight
+/// is counted in changes to a wrong value, none repaired.
+pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str, audit: bool) -> Event {
+    let (times, what) = if audit {
+        ("changes", "Audit mode: it is not repaired; its changes")
+    } else {
+        (
+            "repairs",
+            "forksafe keeps repairing it at once and at least every",
+        )
+    };
     let event = match talk {
         Talk::Started {
             repairs,
             over,
             values,
-        } => Event::new(
-            EventKind::FightDetected,
-            format!(
-                "{}: something keeps setting it back (to {}; {repairs} repairs in {:?}); {who}. \
-                 forksafe keeps repairing it at once and at least every {interval:?}; its \
-                 repairs are summarised every {} minutes from now on, until it stays at {} \
-                 for {:?}",
-                knob.name(),
-                values.describe(),
-                Duration::from_secs(over.as_secs()),
-                fight::SUMMARY_EVERY.as_secs() / 60,
-                knob.desired(),
-                interval * fight::CALM,
-            ),
-        )
-        .field("COUNT", repairs)
-        .field("OBSERVED", values.list().join(",")),
+        } => {
+            let how = if audit {
+                what.to_string()
+            } else {
+                format!("{what} {interval:?}; its repairs")
+            };
+            Event::new(
+                EventKind::FightDetected,
+                format!(
+                    "{}: something keeps setting it back (to {}; {} in {}); {who}. {how} are \
+                     summarised every {} minutes from now on, until it stays at {} for {}",
+                    knob.name(),
+                    values.describe(),
+                    count(*repairs as u64, &times[..times.len() - 1]),
+                    seconds(*over),
+                    fight::SUMMARY_EVERY.as_secs() / 60,
+                    knob.desired(),
+                    seconds(interval * fight::CALM),
+                ),
+            )
+            .field("COUNT", repairs)
+            .field("OBSERVED", values.list().join(","))
+        }
         Talk::Ongoing {
             repairs,
             since_last,
@@ -185,11 +200,13 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
         } => Event::new(
             EventKind::FightOngoing,
             format!(
-                "{}: still contested: repaired {since_last} times in the last {} minutes \
-                 ({repairs} in {:?}; set to {}); {who}",
+                "{}: still contested: {} {since_last} times in the last {} minutes ({} in {}; \
+                 set to {}); {who}",
                 knob.name(),
+                if audit { "changed" } else { "repaired" },
                 fight::SUMMARY_EVERY.as_secs() / 60,
-                Duration::from_secs(lasted.as_secs()),
+                count(*repairs, &times[..times.len() - 1]),
+                seconds(*lasted),
                 values.describe(),
             ),
         )
@@ -202,19 +219,38 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
 }
 
 /// The entry for a fight that is over.
-pub(crate) fn fight_over(knob: &Knob, ended: &Ended) -> Event {
+pub(crate) fn fight_over(knob: &Knob, ended: &Ended, audit: bool) -> Event {
     Event::new(
         EventKind::BackInSpec,
         format!(
-            "{}: no longer contested after {} repairs in {:?}",
+            "{}: no longer contested after {} in {}",
             knob.name(),
-            ended.repairs,
-            Duration::from_secs(ended.lasted.as_secs())
+            count(ended.repairs, if audit { "change" } else { "repair" }),
+            seconds(ended.lasted)
         ),
     )
     .field("KNOB", knob.name())
     .field("EXPECTED", knob.desired())
     .field("COUNT", ended.repairs)
+}
+
+/// `1 repair`, `3 repairs`.
+fn count(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// A duration in whole seconds for people: `under a second`, `1 s`, `42 s`, `12 min 5 s`.
+fn seconds(d: Duration) -> String {
+    match d.as_secs() {
+        0 => "under a second".to_string(),
+        s if s < 60 => format!("{s} s"),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{} min {} s", s / 60, s % 60),
+    }
 }
 
 /// The `STATUS=` line: short, and the same from tick to tick while nothing changes.
@@ -543,9 +579,27 @@ mod tests {
             &talk,
             Duration::from_secs(1),
             "no known tuner is running",
+            false,
         );
         assert_eq!(e.kind(), EventKind::FightDetected);
-        assert!(e.message().starts_with("vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2s); no known tuner is running."), "{}", e.message());
+        assert_eq!(
+            e.message(),
+            "vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2 s); \
+             no known tuner is running. forksafe keeps repairing it at once and at least every \
+             1s; its repairs are summarised every 10 minutes from now on, until it stays at 1 \
+             for 10 s"
+        );
+        let e = fight(&s.knobs[0], &talk, Duration::from_secs(1), "who", true);
+        assert!(
+            e.message()
+                .contains("(to 0, 2; 3 changes in 2 s); who. Audit mode: it is not repaired; its changes are summarised"),
+            "{}",
+            e.message()
+        );
+        // Under a second is said so, never "0ns"; plurals are right.
+        assert_eq!(seconds(Duration::from_millis(300)), "under a second");
+        assert_eq!(seconds(Duration::from_secs(725)), "12 min 5 s");
+        assert_eq!(count(1, "repair"), "1 repair");
         assert_eq!(e.get("COUNT").map(String::as_str), Some("3"));
         assert_eq!(e.get("OBSERVED").map(String::as_str), Some("0,2"));
     }
