@@ -9,12 +9,11 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::config::Settings;
-use crate::enforce::{self, Survey};
 use crate::neighbours::Sources;
 use crate::os::root::Root;
 
 use super::backoff::Backoff;
-use super::worker::{Answer, Ask, Worker};
+use super::worker::{Answer, Ask, Looked, Worker};
 
 /// After a drop-in write fails, the first retry waits this long; each further one twice as
 /// long, up to a minute.
@@ -24,7 +23,7 @@ const DROPIN_RETRY_MAX: Duration = Duration::from_secs(60);
 /// A survey to take in: what it found, and whether its drop-in part is news (a look made
 /// without writing while a failed write backs off says nothing new about the drop-in).
 pub(crate) struct Surveyed {
-    pub(crate) survey: Survey,
+    pub(crate) looked: Looked,
     pub(crate) dropin_news: bool,
 }
 
@@ -75,8 +74,8 @@ impl Looks {
     pub(crate) fn survey_now(&mut self, root: &Root, settings: &Settings) -> Surveyed {
         let now = Instant::now();
         let write = self.write(settings, now);
-        let survey = enforce::survey(root, settings, write);
-        self.surveyed(settings, survey, write, now)
+        let looked = Looked::survey(root, settings, write);
+        self.surveyed(settings, looked, write, now)
     }
 
     /// Ask for a survey; done at once (and returned) only when there is no worker.
@@ -162,12 +161,12 @@ impl Looks {
         for a in answers {
             match a {
                 Answer::Survey {
-                    survey,
+                    looked,
                     write,
                     generation,
                 } if generation == self.generation => {
                     self.in_flight = false;
-                    surveys.push(self.surveyed(settings, *survey, write, now));
+                    surveys.push(self.surveyed(settings, looked, write, now));
                 }
                 Answer::Sources {
                     sources,
@@ -188,18 +187,25 @@ impl Looks {
     fn surveyed(
         &mut self,
         settings: &Settings,
-        survey: Survey,
+        looked: Looked,
         write: bool,
         now: Instant,
     ) -> Surveyed {
         let backing_off = settings.repair && !write;
-        match survey.dropin.as_ref() {
-            Some(d) if matches!(d.wrote, Some(Err(_))) => self.dropin.failed(now),
+        match looked.dropin.as_ref() {
+            Some(d) if matches!(d.wrote, Some(Err(_))) => {
+                self.dropin.failed(now);
+                log::debug!(
+                    "surveyed sysctl.d: the drop-in write failed; next try in {:?}",
+                    self.dropin.due().map(|t| t.saturating_duration_since(now))
+                );
+            }
             Some(d) if write && d.is_current() => self.dropin.reset(),
             _ => {}
         }
+        log::debug!("surveyed sysctl.d (drop-in written: {write})");
         Surveyed {
-            survey,
+            looked,
             dropin_news: !backing_off,
         }
     }

@@ -116,16 +116,16 @@ impl Daemon {
     /// Say what the next boot will do, and keep its judgement for the passes to come.
     fn take_survey(&mut self, s: Surveyed) {
         let settings = &self.settings;
-        let dropin = s.survey.dropin.as_ref().filter(|_| s.dropin_news);
+        let dropin = s.looked.dropin.as_ref().filter(|_| s.dropin_news);
         let said = self.said.sysctl_d(
             &settings.knobs,
             !settings.repair,
             dropin,
-            &s.survey.boots,
-            &s.survey.table.skipped,
+            &s.looked.boots,
+            &s.looked.skipped,
         );
         said.into_iter().for_each(Event::emit);
-        self.boots = s.survey.boots;
+        self.boots = s.looked.boots;
         // Directories may have appeared (we may have created /etc/sysctl.d).
         self.watch.add_dirs(&self.root);
     }

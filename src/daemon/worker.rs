@@ -12,9 +12,32 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread;
 
 use crate::config::Settings;
-use crate::enforce::{self, Survey};
+use crate::enforce::{self, Boots};
 use crate::neighbours::Sources;
 use crate::os::root::Root;
+use crate::sysctl_d::Skipped;
+use crate::sysctl_d::dropin::DropinReport;
+
+/// What the loop keeps of a survey: the drop-in, the next boot of each knob, the entries it
+/// could not read. The table itself (as large as sysctl.d) is dropped where it was built,
+/// never on the loop.
+pub(crate) struct Looked {
+    pub(crate) dropin: Option<DropinReport>,
+    pub(crate) boots: Boots,
+    pub(crate) skipped: Vec<Skipped>,
+}
+
+impl Looked {
+    /// Survey sysctl.d under `root` (writing the drop-in first when `write`).
+    pub(crate) fn survey(root: &Root, settings: &Settings, write: bool) -> Looked {
+        let survey = enforce::survey(root, settings, write);
+        Looked {
+            dropin: survey.dropin,
+            boots: survey.boots,
+            skipped: survey.table.skipped,
+        }
+    }
+}
 
 /// A look to take, for settings of one generation (a reload starts a new one).
 pub(crate) enum Ask {
@@ -32,7 +55,7 @@ pub(crate) enum Ask {
 pub(crate) enum Answer {
     /// A survey, and whether the drop-in was to be written.
     Survey {
-        survey: Box<Survey>,
+        looked: Looked,
         write: bool,
         generation: u64,
     },
@@ -125,7 +148,7 @@ fn look(root: &Root, ask: Ask) -> Answer {
             write,
             generation,
         } => Answer::Survey {
-            survey: Box::new(enforce::survey(root, &settings, write)),
+            looked: Looked::survey(root, &settings, write),
             write,
             generation,
         },
