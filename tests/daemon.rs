@@ -387,14 +387,12 @@ fn metrics(tree: &Tree) -> std::collections::BTreeMap<(String, String), f64> {
     use prometheus_parse::{Scrape, Value};
     let text = tree.read("var/lib/node-exporter/forksafe.prom");
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    for family in [
-        "forksafe_knob_in_spec",
-        "forksafe_boot_drift",
-        "forksafe_repairs_total",
-    ] {
+    // Every series has its HELP.
+    for s in &scrape.samples {
         assert!(
-            scrape.docs.contains_key(family),
-            "no HELP for {family}:\n{text}"
+            scrape.docs.contains_key(&s.metric),
+            "no HELP for {}:\n{text}",
+            s.metric
         );
     }
     scrape
@@ -406,8 +404,12 @@ fn metrics(tree: &Tree) -> std::collections::BTreeMap<(String, String), f64> {
                 (m, Value::Gauge(v)) if m != "forksafe_repairs_total" => *v,
                 (m, v) => panic!("{m} has the wrong type: {v:?}\n{text}"),
             };
+            // Series without a knob (the daemon's own) are keyed by "".
             (
-                (s.metric.clone(), s.labels.get("knob").unwrap().to_string()),
+                (
+                    s.metric.clone(),
+                    s.labels.get("knob").unwrap_or_default().to_string(),
+                ),
                 value,
             )
         })
@@ -429,22 +431,40 @@ fn metrics_textfile_follows_the_knobs() {
         tree.path("var/lib/node-exporter/forksafe.prom").exists()
     });
     let m = metrics(&tree);
-    assert_eq!(m.len(), 12, "{m:?}");
+    // 5 families of 3 knobs; build info, up, the last pass.
+    assert_eq!(m.len(), 18, "{m:?}");
+    let own = |m: &str| (m.to_string(), String::new());
+    assert_eq!(m[&own("forksafe_up")], 1.0);
+    assert_eq!(m[&own("forksafe_build_info")], 1.0);
+    assert_eq!(m[&oc("forksafe_knob_contested")], 0.0);
     assert_eq!(m[&oc("forksafe_knob_in_spec")], 1.0);
     assert_eq!(m[&oc("forksafe_boot_drift")], 0.0);
     assert_eq!(m[&oc("forksafe_repairs_total")], 0.0);
     assert_eq!(m[&oc("forksafe_last_repair_timestamp_seconds")], 0.0);
 
-    // Written on change only: several ticks later, the same file.
-    let mtime = || {
-        std::fs::metadata(tree.path("var/lib/node-exporter/forksafe.prom"))
+    // Written on change only: several ticks later, the same file but for the liveness
+    // stamp (it moves in steps of 30 s), which says how recent the last pass was.
+    let now_secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .modified()
-            .unwrap()
+            .as_secs_f64()
     };
-    let before = mtime();
+    let but_stamp = || {
+        tree.read("var/lib/node-exporter/forksafe.prom")
+            .lines()
+            .filter(|l| !l.starts_with("forksafe_last_pass_timestamp_seconds "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = but_stamp();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(mtime(), before);
+    assert_eq!(but_stamp(), before);
+    let stamp = metrics(&tree)[&own("forksafe_last_pass_timestamp_seconds")];
+    assert!(
+        (0.0..=31.0).contains(&(now_secs() - stamp)),
+        "stamp {stamp}"
+    );
 
     tree.set(OVERCOMMIT, "0\n");
     wait_for("the repair counted", || {
@@ -464,6 +484,10 @@ fn metrics_textfile_follows_the_knobs() {
     assert_eq!(metrics(&tree)[&oc("forksafe_knob_in_spec")], 1.0);
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
+    // Stopped cleanly: down, and no knob claimed held.
+    let m = metrics(&tree);
+    assert_eq!(m[&own("forksafe_up")], 0.0, "{m:?}");
+    assert!(!m.contains_key(&oc("forksafe_knob_in_spec")), "{m:?}");
 }
 
 /// Write the wrong value `per_second` times a second until `stop` is set.

@@ -26,7 +26,6 @@ use crate::enforce;
 use crate::neighbours::Sources;
 use crate::os::report::{Event, EventKind, Memo, Notifier};
 use crate::os::root::Root;
-use crate::published;
 
 mod backoff;
 mod fight;
@@ -486,7 +485,7 @@ pub(crate) fn run(
         let changes = d.changes(woke.watched);
         if signals.term.swap(false, Ordering::SeqCst) {
             d.notifier.stopping();
-            published::remove(&d.root);
+            d.publisher.stopped(&d.root, &d.settings);
             log::info!("stopping on signal; every value stays as it is");
             return Ok(());
         }
