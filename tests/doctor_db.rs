@@ -262,7 +262,11 @@ fn doctor_needs_and_takes_a_password() {
     // A wrong one is refused, and said.
     let checks = doctor(redis.pid(), &[("REDISCLI_AUTH", "wrong")], &[]);
     let p = status_of(&checks, "persistence");
-    assert!(p.2.contains("the password was refused"), "{p:?}");
+    assert!(
+        p.2.contains("the password from REDISCLI_AUTH was refused"),
+        "{p:?}"
+    );
+    assert!(!p.2.contains("wrong"), "the secret is never said: {p:?}");
 }
 
 #[test]

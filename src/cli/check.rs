@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::config::Settings;
-use crate::doctor::{self, Verdict, resp::Auth};
+use crate::doctor::{self, Verdict, auth::Auth};
 use crate::enforce::{self, KnobReport, Pass};
 use crate::knob::normalize;
 use crate::os::fsread;
