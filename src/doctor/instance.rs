@@ -12,7 +12,7 @@ use super::check::Check;
 use super::db;
 use super::facts::Kernel;
 use super::identity::{self, Target};
-use super::listen::endpoints;
+use super::listen::{Endpoint, endpoints};
 use super::process::{self, Db};
 
 /// Every check of the database `db`.
@@ -20,7 +20,7 @@ pub(crate) fn checks(root: &Root, db: &Db, k: &Kernel, auth: &Auth) -> Vec<Check
     let target = where_it_runs(root, db);
     let who = db.who(target.place().as_deref());
     let (mut out, fork) = process::checks(root, db, k, &who);
-    out.extend(answers(root, db, k, auth, &who, &fork));
+    out.extend(answers(root, db, &target, k, auth, &who, &fork));
     for c in &mut out {
         c.target = Some(Box::new(target.clone()));
     }
@@ -40,6 +40,7 @@ fn where_it_runs(root: &Root, db: &Db) -> Target {
 fn answers(
     root: &Root,
     db: &Db,
+    target: &Target,
     k: &Kernel,
     auth: &Auth,
     who: &str,
@@ -54,7 +55,18 @@ fn answers(
             return db::all_unknown(db.pid, who, &format!("cannot see its sockets: {why}"), None);
         }
     };
-    match ask(root, db.pid, &eps, auth.login()) {
+    let ports: Vec<u16> = eps
+        .iter()
+        .filter_map(|e| match e {
+            Endpoint::Tcp(a) => Some(a.port()),
+            Endpoint::Unix(_) => None,
+        })
+        .collect();
+    let login = match auth.login(root, db.pid, target.pod.as_ref(), &ports) {
+        Ok(l) => l,
+        Err(why) => return db::all_unknown(db.pid, who, &why, None),
+    };
+    match ask(root, db.pid, &eps, login.as_ref()) {
         Ok(a) => db::judge(db.pid, who, &a, k.mode(), fork),
         Err(why) => db::unanswered(db.pid, who, &why, auth.options()),
     }
