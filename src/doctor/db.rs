@@ -215,7 +215,11 @@ fn cow(pid: u32, who: &str, a: &Answers) -> Check {
     ]
     .iter()
     .filter_map(|k| bytes(i, k).map(|v| (*k, v)))
-    .max_by_key(|(_, v)| *v);
+    // The largest; of equals, the first.
+    .fold(None, |best: Option<(&str, u64)>, (k, v)| match best {
+        Some((_, b)) if b >= v => best,
+        _ => Some((k, v)),
+    });
     let thp = match a.config.get("disable-thp") {
         Some(Ok(v)) => format!("disable-thp {v}"),
         Some(Err(e)) => format!("disable-thp unknown ({e})"),
@@ -303,8 +307,11 @@ fn maxmemory(pid: u32, who: &str, i: &BTreeMap<String, String>) -> Check {
             id,
             Verdict::Warn,
             format!(
-                "{who}: no maxmemory: the dataset can grow until a save's copy-on-write exhausts memory ({} of RAM)",
-                total.map_or("unknown".to_string(), mib_of)
+                "{who}: no maxmemory: the dataset can grow until a save's copy-on-write exhausts memory ({})",
+                total.map_or("RAM unknown".to_string(), |t| format!(
+                    "{} of RAM",
+                    mib_of(t)
+                ))
             ),
             Some("set maxmemory to at most half of RAM (or of the container's limit)"),
         ),
