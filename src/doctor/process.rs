@@ -287,48 +287,26 @@ fn cgroup_limit(root: &Root, db: &Db, who: &str) -> Check {
     }
 }
 
+/// A verdict from whether the fork is refused, and why.
+fn refused_if(refused: bool, why: String) -> ForkNow {
+    if refused {
+        ForkNow::Refused(why)
+    } else {
+        ForkNow::Fits
+    }
+}
+
+fn overflow() -> ForkNow {
+    ForkNow::Unknown("/proc/meminfo's numbers add up past u64".into())
+}
+
 /// Would the kernel refuse a fork of `db` now, by `charge`? Every number the rule needs must
 /// have been read, and the sums must not overflow: otherwise it is not judged.
 fn fork_verdict(db: &Db, k: &Kernel, charge: &Charge) -> ForkNow {
     let cap_sys_admin = db.status.as_deref().is_ok_and(has_sys_admin);
     let admin = if cap_sys_admin { 0 } else { k.reserves.0 };
-    let verdict = |refused: bool, why: String| {
-        if refused {
-            ForkNow::Refused(why)
-        } else {
-            ForkNow::Fits
-        }
-    };
-    let overflow = || ForkNow::Unknown("/proc/meminfo's numbers add up past u64".into());
     match k.mode() {
-        Some("2") => {
-            let vm_size = db.status.as_deref().ok().and_then(|s| field(s, "VmSize"));
-            let (Some(vm_size), Ok([limit, committed])) =
-                (vm_size, k.need(["CommitLimit", "Committed_AS"]))
-            else {
-                return ForkNow::Unknown(format!(
-                    "VmSize in /proc/{}/status, or CommitLimit and Committed_AS in /proc/meminfo, could not be read",
-                    db.pid
-                ));
-            };
-            let allowed = limit
-                .saturating_sub(admin)
-                .saturating_sub((vm_size / 32).min(k.reserves.1));
-            let Some(needed) = committed.checked_add(charge.total_kib) else {
-                return overflow();
-            };
-            verdict(
-                needed >= allowed,
-                format!(
-                    "Committed_AS {} + the {} the child is charged ({} accountable mappings) >= CommitLimit {} less reserves ({} allowed)",
-                    mib(committed),
-                    mib(charge.total_kib),
-                    charge.mappings,
-                    mib(limit),
-                    mib(allowed)
-                ),
-            )
-        }
+        Some("2") => mode2(db, k, charge, admin),
         Some("0") if k.version.is_some_and(|v| v >= (5, 2)) => {
             let Ok([total, swap]) = k.need(["MemTotal", "SwapTotal"]) else {
                 return ForkNow::Unknown("/proc/meminfo has no MemTotal or SwapTotal".into());
@@ -336,7 +314,7 @@ fn fork_verdict(db: &Db, k: &Kernel, charge: &Charge) -> ForkNow {
             let Some(cap) = total.checked_add(swap) else {
                 return overflow();
             };
-            verdict(
+            refused_if(
                 charge.largest_kib > cap,
                 format!(
                     "its largest accountable mapping ({}) is larger than RAM + swap ({})",
@@ -345,36 +323,91 @@ fn fork_verdict(db: &Db, k: &Kernel, charge: &Charge) -> ForkNow {
                 ),
             )
         }
-        Some("0") => {
-            let keys = [
-                "MemFree",
-                "Cached",
-                "Buffers",
-                "SwapFree",
-                "SReclaimable",
-                "Shmem",
-            ];
-            let Ok([free, cached, buffers, swap, slab, shmem]) = k.need(keys) else {
-                return ForkNow::Unknown(format!("/proc/meminfo lacks one of {}", keys.join(", ")));
-            };
-            let Some(sum) = [cached, buffers, swap, slab]
-                .iter()
-                .try_fold(free, |a, b| a.checked_add(*b))
-            else {
-                return overflow();
-            };
-            let free = sum.saturating_sub(shmem).saturating_sub(admin);
-            verdict(
-                charge.largest_kib >= free,
-                format!(
-                    "its largest accountable mapping ({}) is not below free + page cache + swap ({})",
-                    mib(charge.largest_kib),
-                    mib(free)
-                ),
-            )
-        }
+        Some("0") => mode0_before_5_2(k, charge, admin),
         Some("1") => ForkNow::Fits,
         _ => ForkNow::Unknown("vm.overcommit_memory could not be read".into()),
+    }
+}
+
+/// Mode 2: the sum of the child's charges against CommitLimit less the reserves.
+fn mode2(db: &Db, k: &Kernel, charge: &Charge, admin: u64) -> ForkNow {
+    let vm_size = db.status.as_deref().ok().and_then(|s| field(s, "VmSize"));
+    let (Some(vm_size), Ok([limit, committed])) =
+        (vm_size, k.need(["CommitLimit", "Committed_AS"]))
+    else {
+        return ForkNow::Unknown(format!(
+            "VmSize in /proc/{}/status, or CommitLimit and Committed_AS in /proc/meminfo, could not be read",
+            db.pid
+        ));
+    };
+    let allowed = limit
+        .saturating_sub(admin)
+        .saturating_sub((vm_size / 32).min(k.reserves.1));
+    let Some(needed) = committed.checked_add(charge.total_kib) else {
+        return overflow();
+    };
+    refused_if(
+        needed >= allowed,
+        format!(
+            "Committed_AS {} + the {} the child is charged ({} accountable mappings) >= CommitLimit {} less reserves ({} allowed)",
+            mib(committed),
+            mib(charge.total_kib),
+            charge.mappings,
+            mib(limit),
+            mib(allowed)
+        ),
+    )
+}
+
+/// Mode 0 before Linux 5.2: the largest mapping against free memory, page cache and swap.
+fn mode0_before_5_2(k: &Kernel, charge: &Charge, admin: u64) -> ForkNow {
+    let keys = [
+        "MemFree",
+        "Cached",
+        "Buffers",
+        "SwapFree",
+        "SReclaimable",
+        "Shmem",
+    ];
+    let Ok([free, cached, buffers, swap, slab, shmem]) = k.need(keys) else {
+        return ForkNow::Unknown(format!("/proc/meminfo lacks one of {}", keys.join(", ")));
+    };
+    let Some(sum) = [cached, buffers, swap, slab]
+        .iter()
+        .try_fold(free, |a, b| a.checked_add(*b))
+    else {
+        return overflow();
+    };
+    let free = sum.saturating_sub(shmem).saturating_sub(admin);
+    refused_if(
+        charge.largest_kib >= free,
+        format!(
+            "its largest accountable mapping ({}) is not below free + page cache + swap ({})",
+            mib(charge.largest_kib),
+            mib(free)
+        ),
+    )
+}
+
+/// The rule the kernel applies under the current mode, for messages; `None` when the mode
+/// is 1 (nothing refused) or unknown.
+fn rule(k: &Kernel) -> Option<String> {
+    let version = k
+        .version
+        .map_or("an unknown version".to_string(), |(a, b)| {
+            format!("{a}.{b}")
+        });
+    match k.mode() {
+        Some("2") => Some(format!(
+            "mode 2 on Linux {version}: the sum of the child's charges counts against CommitLimit"
+        )),
+        Some("0") if k.version.is_some_and(|v| v >= (5, 2)) => Some(format!(
+            "mode 0 on Linux {version} (>= 5.2): each mapping is refused only if larger than RAM + swap"
+        )),
+        Some("0") => Some(format!(
+            "mode 0 on Linux {version} (< 5.2): each mapping is compared with free memory + page cache + swap"
+        )),
+        _ => None,
     }
 }
 
@@ -387,17 +420,12 @@ fn fork_headroom(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Check, ForkNow
     let status_file = format!("/proc/{pid}/status");
     let id = format!("fork-headroom:{pid}");
     let fix = Some("forksafe apply   (vm.overcommit_memory = 1)");
-    let version = k
-        .version
-        .map_or("an unknown version".to_string(), |(a, b)| {
-            format!("{a}.{b}")
-        });
     let not_judged = |c: Check| {
         let why = c.message.trim_start_matches("unknown: ").to_string();
         (c, ForkNow::Unknown(why))
     };
-    let rule = match k.mode() {
-        Some("1") => {
+    let rule = match (k.mode(), rule(k)) {
+        (Some("1"), _) => {
             let ok = check(
                 id,
                 Verdict::Ok,
@@ -406,16 +434,8 @@ fn fork_headroom(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Check, ForkNow
             );
             return (ok, ForkNow::Fits);
         }
-        Some("2") => format!(
-            "mode 2 on Linux {version}: the sum of the child's charges counts against CommitLimit"
-        ),
-        Some("0") if k.version.is_some_and(|v| v >= (5, 2)) => format!(
-            "mode 0 on Linux {version} (>= 5.2): each mapping is refused only if larger than RAM + swap"
-        ),
-        Some("0") => format!(
-            "mode 0 on Linux {version} (< 5.2): each mapping is compared with free memory + page cache + swap"
-        ),
-        _ => {
+        (_, Some(rule)) => rule,
+        (_, None) => {
             return not_judged(check(
                 id,
                 Verdict::Unknown,
