@@ -67,7 +67,15 @@ fn the_daemon_on_this_root_is_found_with_its_own_mode_and_config() {
         );
         return;
     }
-    if std::path::Path::new("/run/forksafe/state.json").exists() {
+    // A state file whose daemon is gone (killed) does not hold the machine.
+    let live = std::fs::read_to_string("/run/forksafe/state.json")
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|v| v["pid"].as_u64())
+        .is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "forksafe\n")
+        });
+    if live {
         eprintln!(
             "SKIPPED the_daemon_on_this_root_is_found_with_its_own_mode_and_config: another forksafe daemon holds this machine"
         );
@@ -115,7 +123,7 @@ fn the_daemon_on_this_root_is_found_with_its_own_mode_and_config() {
     );
     assert!(
         fix.unwrap()
-            .contains(&format!("--config=/proc/{pid}/root{c}"))
+            .contains(&format!("give doctor the same file: --config {c}"))
     );
     let (code, _) = daemon.stop();
     assert_eq!(code, 0);

@@ -153,6 +153,7 @@ pub(crate) fn find(root: &Root, processes: &[Process], settings: &Settings) -> F
     let state = published::read_file(root);
     let mut elsewhere = Vec::new();
     let mut unknown = None;
+    let mut unnamed = None;
     for p in processes.iter().filter(|p| p.comm == "forksafe") {
         let Some((droot, _)) = proc::cmdline(root, p.pid).ok().and_then(|a| run_args(&a)) else {
             continue;
@@ -169,7 +170,9 @@ pub(crate) fn find(root: &Root, processes: &[Process], settings: &Settings) -> F
             }
         }
         let Some(state) = state.as_ref().filter(|s| names(root, p.pid, s)) else {
-            return Found::NoState { pid: p.pid };
+            // Another one holding this root may be the one the state names.
+            unnamed.get_or_insert(p.pid);
+            continue;
         };
         if same_config(root, p.pid, state, settings) {
             return Found::Holds {
@@ -187,6 +190,9 @@ pub(crate) fn find(root: &Root, processes: &[Process], settings: &Settings) -> F
                 }),
             repair: state.identity.repair,
         };
+    }
+    if let Some(pid) = unnamed {
+        return Found::NoState { pid };
     }
     match (unknown, elsewhere.is_empty()) {
         (Some(why), _) => Found::Unknown(why),
@@ -250,9 +256,7 @@ pub(crate) fn service(root: &Root, installed: bool, found: &Found, settings: &Se
                 repair.map_or(String::new(), |r| format!(", in {} mode", mode(r)))
             ),
             Some(&format!(
-                "judge against the daemon's own config: forksafe --root={} --config={}/proc/{pid}/root{config} doctor",
-                root.dir().display(),
-                root.dir().display().to_string().trim_end_matches('/'),
+                "to judge the knobs against the daemon's own config, give doctor the same file: --config {config} (a path in the daemon's mount namespace; from a container, copy it out first)"
             )),
         ),
         Found::NoState { pid } => check(
