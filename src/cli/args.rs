@@ -65,9 +65,12 @@ sysctl.d drop-in",
     (
         "doctor",
         Command::Doctor,
-        "[--json] [--password-file FILE]",
+        "[--json] [--strict] [--password-file FILE]",
         "can this machine fork its database safely, and if not, why not
-(asks each Redis/Valkey/KeyDB; password from REDISCLI_AUTH or FILE)",
+(asks each Redis/Valkey/KeyDB; password from REDISCLI_AUTH or FILE;
+per database: --password-dir DIR (DIR/NAMESPACE/POD or DIR/PORT),
+--password-from-config (its own requirepass, read in its root));
+--strict: exit 1 also when a check could not be judged",
     ),
     (
         "validate",
@@ -148,6 +151,12 @@ pub(crate) struct Cli {
     pub(crate) log_format: Format,
     /// `--password-file`.
     pub(crate) password_file: Option<PathBuf>,
+    /// `doctor --password-dir`.
+    pub(crate) password_dir: Option<PathBuf>,
+    /// `doctor --password-from-config`.
+    pub(crate) password_from_config: bool,
+    /// `doctor --strict`.
+    pub(crate) strict: bool,
     /// `--pid`.
     pub(crate) pid: Option<Pid>,
     /// `run --watch-via DIR`.
@@ -173,6 +182,9 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         now: false,
         log_format: Format::Text,
         password_file: None,
+        password_dir: None,
+        password_from_config: false,
+        strict: false,
         pid: None,
         watch_via: None,
     };
@@ -213,6 +225,9 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
             "--password-file" => {
                 cli.password_file = Some(PathBuf::from(value("--password-file")?));
             }
+            "--password-dir" => cli.password_dir = Some(PathBuf::from(value("--password-dir")?)),
+            "--password-from-config" if inline.is_none() => cli.password_from_config = true,
+            "--strict" if inline.is_none() => cli.strict = true,
             "--watch-via" => cli.watch_via = Some(PathBuf::from(value("--watch-via")?)),
             "--pid" => {
                 let v = value("--pid")?;
@@ -248,6 +263,11 @@ fn check_options(cli: &Cli) -> Result<(), String> {
         (
             cli.password_file.is_some() && c != Command::Doctor,
             "--password-file goes with doctor",
+        ),
+        (
+            (cli.password_dir.is_some() || cli.password_from_config || cli.strict)
+                && c != Command::Doctor,
+            "--password-dir, --password-from-config and --strict go with doctor",
         ),
         (
             cli.pid.is_some() && c != Command::Reload,
