@@ -169,6 +169,8 @@ rc=$?
 check "A5 a net knob without the unit override: the play fails" [ "$rc" != 0 ]
 check "... at the reload, with the daemon's reason" grep -q \
     "forksafe: 'Reload forksafe for the changed config.*' failed: .*net.core.somaxconn" "$work/a5-refused-reload.log"
+check "... pointing at forksafe_unit_overrides where the daemon says systemctl edit" has a5-refused-reload.log \
+    '`systemctl restart forksafe` (with this role: forksafe_unit_overrides). The previous config'
 check "... saying the previous config is back and forksafe runs it" has a5-refused-reload.log \
     'The previous config and unit drop-in are back in place, and forksafe runs them'
 back_to_audit() { [ "$(config_sum)" = "$sum_audit" ] && vm systemctl is-active forksafe; }
