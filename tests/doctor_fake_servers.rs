@@ -50,14 +50,20 @@ def serve(c):
                 break
             time.sleep(0.01)
         doctor = open(pidfile).read().strip()
-        fds = set()
-        for fd in os.listdir("/proc/%s/fd" % doctor):
-            try:
-                fds.add(os.readlink("/proc/%s/fd/%s" % (doctor, fd)))
-            except OSError:
-                pass
+        def held():
+            out = set()
+            for fd in os.listdir("/proc/%s/fd" % doctor):
+                try:
+                    out.add(os.readlink("/proc/%s/fd/%s" % (doctor, fd)))
+                except OSError:
+                    pass
+            return out
+        # Held before and after the table is read: a socket doctor closed meanwhile (its
+        # server end not yet CLOSE_WAIT on a loaded machine) is not counted as open.
+        before = held()
         ports = {int(l.split()[2]) for l in open(log) if l.startswith("ready ")}
         rows = [l.split() for l in open("/proc/net/tcp").readlines()[1:]]
+        fds = before & held()
         inode = {r[1]: r[9] for r in rows}
         ours = lambda r: "socket:[%s]" % inode.get(r[2], "0") in fds
         n = sum(1 for r in rows if r[3] == "01" and int(r[1].split(":")[1], 16) in ports and ours(r))

@@ -98,7 +98,7 @@ pub(super) fn doctor(root: &Root, settings: &Settings, cli: &Cli) -> Outcome {
             return Outcome::Refused;
         }
     };
-    let checks = doctor::diagnose(root, settings, &auth);
+    let checks = doctor::diagnose(root, settings, &auth, doctor::Walk::Always);
     let safe = checks.iter().all(|c| c.status != Verdict::Fail);
     let complete = checks.iter().all(|c| c.status != Verdict::Unknown);
     if cli.json {

@@ -2,6 +2,8 @@
 //! check uses. A check whose evidence could not be read is `unknown` (shown as WARN), never
 //! `ok`.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::os::fsread::ReadError;
@@ -47,6 +49,20 @@ pub struct Check {
     /// The database process it is about, and where that runs (in the JSON only for those).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Box<Target>>,
+    /// The numbers behind the verdict, for a fleet tool and for the metrics doctor exports:
+    /// `latest_fork_usec`, `cow_bytes`, `used_memory_bytes`, `rss_bytes`, `limit_bytes`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<&'static str, u64>,
+}
+
+impl Check {
+    /// This check, with the number `value` behind it under `name`.
+    pub(crate) fn with(mut self, name: &'static str, value: Option<u64>) -> Check {
+        if let Some(v) = value {
+            self.values.insert(name, v);
+        }
+        self
+    }
 }
 
 /// A check.
@@ -62,6 +78,7 @@ pub(crate) fn check(
         message: message.into(),
         fix: fix.map(str::to_string),
         target: None,
+        values: BTreeMap::new(),
     }
 }
 

@@ -172,7 +172,8 @@ fn persistence(pid: u32, who: &str, a: &Answers, mode: Option<&str>, fork: &Fork
 /// How long the last fork froze the main thread.
 fn fork_latency(pid: u32, who: &str, i: &BTreeMap<String, String>) -> Check {
     let id = format!("fork-latency:{pid}");
-    match bytes(i, "latest_fork_usec") {
+    let usec = bytes(i, "latest_fork_usec");
+    let c = match usec {
         None => lacks(id, who, &["latest_fork_usec"]),
         Some(0) => check(
             id,
@@ -197,7 +198,8 @@ fn fork_latency(pid: u32, who: &str, i: &BTreeMap<String, String>) -> Check {
             format!("{who}: its last fork took {:.1} ms", u as f64 / 1000.0),
             None,
         ),
-    }
+    };
+    c.with("latest_fork_usec", usec)
 }
 
 /// Copy-on-write against the dataset.
@@ -225,7 +227,7 @@ fn cow(pid: u32, who: &str, a: &Answers) -> Check {
         Some(Err(e)) => format!("disable-thp unknown ({e})"),
         None => String::new(),
     };
-    match cow {
+    let c = match cow {
         None => lacks(id, who, &["rdb_last_cow_size", "aof_last_cow_size"]),
         Some((k, v)) if used > 0 && v > used / 2 => check(
             id,
@@ -249,7 +251,9 @@ fn cow(pid: u32, who: &str, a: &Answers) -> Check {
             ),
             None,
         ),
-    }
+    };
+    c.with("cow_bytes", cow.map(|(_, v)| v))
+        .with("used_memory_bytes", Some(used))
 }
 
 /// Fragmentation: the headroom a fork's copy-on-write needs, already lost.

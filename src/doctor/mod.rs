@@ -22,6 +22,7 @@ pub(crate) mod auth;
 mod cgroup;
 mod check;
 pub(crate) mod db;
+pub(crate) mod export;
 mod facts;
 mod findings;
 pub(crate) mod identity;
@@ -33,6 +34,7 @@ pub(crate) mod resp;
 mod service;
 
 pub use check::{Check, ForkNow, Verdict};
+pub(crate) use process::Walk;
 
 /// How many databases are looked at and asked at once: 100 silent ones cost a few
 /// deadlines, not a hundred.
@@ -44,7 +46,12 @@ const MAX_DATABASES: usize = 1024;
 
 /// Diagnose the machine under `root` with the running configuration; `auth` is for the
 /// databases.
-pub(crate) fn diagnose(root: &Root, settings: &Settings, auth: &auth::Auth) -> Vec<Check> {
+pub(crate) fn diagnose(
+    root: &Root,
+    settings: &Settings,
+    auth: &auth::Auth,
+    walk: Walk,
+) -> Vec<Check> {
     let k = facts::Kernel::read(root);
     let mut out = machine::kernel(root, &k, settings);
     // One look at /proc serves the database checks and the daemon check.
@@ -53,7 +60,7 @@ pub(crate) fn diagnose(root: &Root, settings: &Settings, auth: &auth::Auth) -> V
     let survey = enforce::survey(root, settings, false);
     out.push(machine::sysctl_d(settings, &survey, daemon.holds()));
     out.push(machine::swap(&k));
-    let dbs = process::databases(root, &processes);
+    let dbs = process::databases(root, &processes, walk);
     let (asked, skipped) = dbs.split_at(dbs.len().min(MAX_DATABASES));
     out.extend(each_database(asked, |db| {
         instance::checks(root, db, &k, auth)

@@ -25,6 +25,18 @@ use super::facts::{Kernel, field, text};
 /// The process names doctor looks for.
 pub(crate) const DATABASES: [&str; 3] = ["redis-server", "valkey-server", "keydb-server"];
 
+/// How far a pass may walk a database's page tables. Reading `smaps_rollup` or `smaps`
+/// makes the kernel walk them under the process's memory-map lock: for a process of tens
+/// of GiB that is long, and its allocator waits meanwhile. A doctor run by hand walks
+/// every process; the timer's pass only those up to a size, and says what it skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// Every process.
+    Always,
+    /// Processes up to this RSS, kB (from `/proc/PID/status`, which walks nothing).
+    UpTo(u64),
+}
+
 /// One database process, with what could be read about it.
 pub(crate) struct Db {
     pub(crate) pid: u32,
@@ -32,6 +44,8 @@ pub(crate) struct Db {
     status: Result<String, ReadError>,
     rollup: Result<String, ReadError>,
     cgroup: Result<String, ReadError>,
+    /// Why its page tables were not walked, when they were not.
+    skipped: Option<String>,
 }
 
 impl Db {
@@ -54,12 +68,37 @@ impl Db {
     }
 
     fn rss_kib(&self) -> Option<u64> {
-        self.rollup.as_ref().ok().and_then(|r| field(r, "Rss"))
+        match &self.skipped {
+            None => self.rollup.as_ref().ok().and_then(|r| field(r, "Rss")),
+            Some(_) => self.status.as_ref().ok().and_then(|s| field(s, "VmRSS")),
+        }
+    }
+
+    /// The unknown check `id` is when its page tables were not walked.
+    fn not_walked(&self, id: &str, who: &str) -> Option<Check> {
+        let why = self.skipped.as_ref()?;
+        Some(check(
+            id,
+            Verdict::Unknown,
+            format!("unknown: {who}: {why}"),
+            None,
+        ))
     }
 
     /// Its RSS, kB; or the unknown check `id` is when `smaps_rollup` could not be read or
-    /// has no `Rss`.
+    /// has no `Rss` (or, not walked, `/proc/PID/status` has no `VmRSS`).
     fn rss(&self, id: &str) -> Result<u64, Check> {
+        if self.skipped.is_some() {
+            return self.rss_kib().ok_or_else(|| {
+                let file = format!("/proc/{}/status", self.pid);
+                check(
+                    id,
+                    Verdict::Unknown,
+                    format!("unknown: {file} has no VmRSS"),
+                    None,
+                )
+            });
+        }
         let file = format!("/proc/{}/smaps_rollup", self.pid);
         match (&self.rollup, self.rss_kib()) {
             (Err(e), _) => Err(unknown(id, &file, e)),
@@ -74,19 +113,34 @@ impl Db {
     }
 }
 
-/// The database processes among `processes`.
-pub(crate) fn databases(root: &Root, processes: &[Process]) -> Vec<Db> {
+/// The database processes among `processes`, their page tables walked as `walk` allows.
+pub(crate) fn databases(root: &Root, processes: &[Process], walk: Walk) -> Vec<Db> {
     processes
         .iter()
         .filter(|p| DATABASES.contains(&p.comm.as_str()))
         .map(|p| {
             let pid = p.pid;
+            let status = text(root, &format!("proc/{pid}/status"));
+            let rss = status.as_ref().ok().and_then(|s| field(s, "VmRSS"));
+            let skipped = match (walk, rss) {
+                (Walk::UpTo(limit), Some(rss)) if rss > limit => Some(format!(
+                    "not judged: its page tables ({} resident) were not walked (the timer's pass walks processes up to {}: the kernel walks them under the process's memory-map lock); run forksafe doctor by hand to judge this",
+                    mib(rss),
+                    mib(limit)
+                )),
+                _ => None,
+            };
+            let rollup = match &skipped {
+                None => text(root, &format!("proc/{pid}/smaps_rollup")),
+                Some(_) => Err(ReadError::NotFound),
+            };
             Db {
                 pid,
                 name: p.comm.clone(),
-                status: text(root, &format!("proc/{pid}/status")),
-                rollup: text(root, &format!("proc/{pid}/smaps_rollup")),
+                status,
+                rollup,
                 cgroup: text(root, &format!("proc/{pid}/cgroup")),
+                skipped,
             }
         })
         .collect()
@@ -155,6 +209,9 @@ pub(crate) fn checks(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Vec<Check>
 fn thp(db: &Db, k: &Kernel, who: &str) -> Check {
     let pid = db.pid;
     let id = format!("thp-process:{pid}");
+    if let Some(c) = db.not_walked(&id, who) {
+        return c;
+    }
     match (&db.rollup, &db.status) {
         (Err(e), _) => unknown(id, &format!("/proc/{pid}/smaps_rollup"), e),
         (_, Err(e)) => unknown(id, &format!("/proc/{pid}/status"), e),
@@ -208,7 +265,9 @@ fn cow_worst_case(db: &Db, k: &Kernel, who: &str) -> Check {
             None,
         );
     };
-    match db.rss(&id) {
+    let rss = db.rss(&id);
+    let bytes = rss.as_ref().ok().and_then(|r| r.checked_mul(1024));
+    let c = match rss {
         Err(unknown) => unknown,
         Ok(rss) if rss > available => check(
             id,
@@ -230,7 +289,8 @@ fn cow_worst_case(db: &Db, k: &Kernel, who: &str) -> Check {
             ),
             None,
         ),
-    }
+    };
+    c.with("rss_bytes", bytes)
 }
 
 /// The cgroup's limit: the usual rule is twice the dataset.
@@ -255,7 +315,7 @@ fn cgroup_limit(root: &Root, db: &Db, who: &str) -> Check {
         }
         Ok(Some(limit)) => limit,
     };
-    match db.rss(&id).map(|rss| rss.checked_mul(2)) {
+    let c = match db.rss(&id).map(|rss| rss.checked_mul(2)) {
         Err(unknown) => unknown,
         Ok(None) => check(
             id,
@@ -284,7 +344,8 @@ fn cgroup_limit(root: &Root, db: &Db, who: &str) -> Check {
             ),
             None,
         ),
-    }
+    };
+    c.with("limit_bytes", limit.checked_mul(1024))
 }
 
 /// A verdict from whether the fork is refused, and why.
@@ -447,6 +508,9 @@ fn fork_headroom(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Check, ForkNow
             ));
         }
     };
+    if let Some(c) = db.not_walked(&id, who) {
+        return not_judged(c);
+    }
     let charge = match text(root, &smaps_file).map(|s| fork_charge(&s)) {
         Ok(Some(c)) => c,
         Ok(None) => {

@@ -54,6 +54,10 @@ pub(crate) enum EventKind {
     /// A knob that was failing, drifting or fought over is in spec again, or an override
     /// is gone.
     BackInSpec,
+    /// doctor (on its timer): a check fails that did not at its last run.
+    DoctorFailed,
+    /// doctor (on its timer): a check that failed at its last run no longer does.
+    DoctorRecovered,
 }
 
 impl EventKind {
@@ -73,6 +77,8 @@ impl EventKind {
             EventKind::FightDetected => "3a69a71df52941a586f35b12362f6799",
             EventKind::FightOngoing => "000e289e8ee849e59680a2ff361b68b3",
             EventKind::BackInSpec => "b60bd663bb304d83919a830e837a028f",
+            EventKind::DoctorFailed => "e329ac33d786414eb11c1ceee1d20f71",
+            EventKind::DoctorRecovered => "59be5d33e637439183f139b131fde5e5",
         }
     }
 
@@ -82,14 +88,17 @@ impl EventKind {
             | EventKind::Repaired
             | EventKind::ConfigReloaded
             | EventKind::DropinWritten
-            | EventKind::BackInSpec => Level::Info,
+            | EventKind::BackInSpec
+            | EventKind::DoctorRecovered => Level::Info,
             EventKind::DriftDetected
             | EventKind::KnobAbsent
             | EventKind::BootOverride
             | EventKind::DropinForeign
             | EventKind::FightDetected
             | EventKind::FightOngoing => Level::Warn,
-            EventKind::RepairFailed | EventKind::ConfigRejected => Level::Error,
+            EventKind::RepairFailed | EventKind::ConfigRejected | EventKind::DoctorFailed => {
+                Level::Error
+            }
         }
     }
 }
