@@ -95,15 +95,15 @@ impl ConfigError {
     /// reload` before it signals): the running one stays; the file and line in `CONFIG`
     /// and `CONFIG_LINE`.
     pub(crate) fn rejected(&self) -> Event {
-        Event::new(
+        let event = Event::new(
             EventKind::ConfigRejected,
             format!("configuration rejected, the running one stays in force: {self}"),
         )
-        .field("CONFIG", &self.source)
-        .field(
-            "CONFIG_LINE",
-            self.line.map_or(String::new(), |l| l.to_string()),
-        )
+        .field("CONFIG", &self.source);
+        match self.line {
+            Some(line) => event.number("CONFIG_LINE", line),
+            None => event,
+        }
     }
 }
 

@@ -116,7 +116,7 @@ Options:
                     compiled-in default when that does not exist)
   --root DIR        resolve /proc, /sys, /etc and /run under DIR (default: /)
   --log-format F    text (default; the journal under systemd) or json (one object
-                    per line on stderr, with the journal's fields)
+                    per line on stderr: time, level, msg, then the journal's fields)
   --json            machine-readable output (check, doctor)
   -h, --help        this text
   -V, --version     the version

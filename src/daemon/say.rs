@@ -175,7 +175,7 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
                 interval * fight::CALM,
             ),
         )
-        .field("COUNT", repairs)
+        .number("COUNT", *repairs)
         .field("OBSERVED", values.list().join(",")),
         Talk::Ongoing {
             repairs,
@@ -193,7 +193,7 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
                 values.describe(),
             ),
         )
-        .field("COUNT", repairs)
+        .number("COUNT", *repairs)
         .field("OBSERVED", values.list().join(",")),
     };
     event
@@ -214,7 +214,7 @@ pub(crate) fn fight_over(knob: &Knob, ended: &Ended) -> Event {
     )
     .field("KNOB", knob.name())
     .field("EXPECTED", knob.desired())
-    .field("COUNT", ended.repairs)
+    .number("COUNT", ended.repairs)
 }
 
 /// The `STATUS=` line: short, and the same from tick to tick while nothing changes.
@@ -386,7 +386,7 @@ impl Said {
                         e = e
                             .field("OBSERVED", a.value.as_deref().unwrap_or(""))
                             .field("FILE", a.file.display())
-                            .field("LINE", a.line);
+                            .number("LINE", a.line);
                     }
                     e
                 });
@@ -427,7 +427,7 @@ mod tests {
     use std::path::Path;
 
     fn file_is(event: &Event, path: &Path) -> bool {
-        event.get("FILE") == Some(&path.display().to_string())
+        event.get("FILE") == Some(path.display().to_string())
     }
 
     fn settings(text: &str) -> Settings {
@@ -469,7 +469,7 @@ mod tests {
             e.message(),
             "vm.overcommit_memory: drifted to 0, set back to 1"
         );
-        assert_eq!(e.get("OBSERVED").map(String::as_str), Some("0"));
+        assert_eq!(e.get("OBSERVED").as_deref(), Some("0"));
         // Audit mode: the drift once, then silence while it stays.
         let r = report(k, "2", None);
         let now = Seen::after(&r);
@@ -495,7 +495,7 @@ mod tests {
         let now = Seen::after(&r);
         let e = knob_event(&r, &Seen::Ok, &now).unwrap();
         assert_eq!(e.kind(), EventKind::RepairFailed);
-        assert_eq!(e.get("ERRNO").map(String::as_str), Some("30"));
+        assert_eq!(e.get("ERRNO").as_deref(), Some("30"));
         assert!(knob_event(&r, &now, &now).is_none());
     }
 
@@ -532,8 +532,8 @@ mod tests {
         );
         assert_eq!(e.kind(), EventKind::FightDetected);
         assert!(e.message().starts_with("vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2s); no known tuner is running."), "{}", e.message());
-        assert_eq!(e.get("COUNT").map(String::as_str), Some("3"));
-        assert_eq!(e.get("OBSERVED").map(String::as_str), Some("0,2"));
+        assert_eq!(e.get("COUNT").as_deref(), Some("3"));
+        assert_eq!(e.get("OBSERVED").as_deref(), Some("0,2"));
     }
 
     #[test]
@@ -558,7 +558,7 @@ mod tests {
             "{}",
             e[0].message()
         );
-        assert_eq!(e[0].get("LINE").map(String::as_str), Some("1"));
+        assert_eq!(e[0].get("LINE").as_deref(), Some("1"));
         assert!(file_is(&e[0], Path::new("/etc/sysctl.d/50-strict.conf")));
         // The same again: silence.
         assert!(
