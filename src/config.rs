@@ -58,6 +58,8 @@ pub struct Settings {
     pub(crate) repair: bool,
     /// The knobs, in write order (THP `enabled` after `defrag`).
     pub(crate) knobs: Vec<Knob>,
+    /// The line each knob is set on, by kind and name (for `validate`'s messages).
+    lines: BTreeMap<(Kind, String), usize>,
     /// The managed sysctl.d drop-in (absolute, relative to the root), or `None` when
     /// `[sysctl_d] manage = false`.
     pub(crate) dropin: Option<PathBuf>,
@@ -222,6 +224,13 @@ impl Settings {
         }
     }
 
+    /// The line of the config file that sets `knob`.
+    pub(crate) fn line_of(&self, knob: &Knob) -> Option<usize> {
+        self.lines
+            .get(&(knob.kind(), knob.name().to_string()))
+            .copied()
+    }
+
     /// `3 knobs, interval 1s, repair mode`: what these settings do, in one line.
     pub(crate) fn summary(&self) -> String {
         format!(
@@ -261,7 +270,7 @@ impl Settings {
             Some(s) => parse_timespan(s.get_ref()).map_err(|m| err(at(s.span()), m))?,
         };
 
-        let mut knobs = validate_knobs(&raw, host, text, &source)?;
+        let (mut knobs, lines) = validate_knobs(&raw, host, text, &source)?;
         // Sysctl before sysfs, key order within each (TOML gives tables sorted), and THP
         // `enabled` after everything else (a stable sort keeps the rest as it is).
         knobs.sort_by_key(|k| k.write_last());
@@ -285,6 +294,7 @@ impl Settings {
             interval,
             repair: raw.daemon.repair.unwrap_or(true),
             knobs,
+            lines,
             dropin,
             textfile,
             source,
@@ -363,14 +373,18 @@ impl Settings {
     }
 }
 
-/// Every knob of `[sysctl]` and `[sysfs]`, validated, each at most once; refused with the
-/// line when a per-namespace sysctl is one forksafe cannot reach from `host`.
+/// The line each knob is set on.
+type Lines = BTreeMap<(Kind, String), usize>;
+
+/// Every knob of `[sysctl]` and `[sysfs]`, validated, each at most once, with its line;
+/// refused with the line when a per-namespace sysctl is one forksafe cannot reach from
+/// `host`.
 fn validate_knobs(
     raw: &RawConfig,
     host: &Host,
     text: &str,
     source: &Source,
-) -> Result<Vec<Knob>, ConfigError> {
+) -> Result<(Vec<Knob>, Lines), ConfigError> {
     let err = |line: Option<usize>, message: String| ConfigError {
         source: source.clone(),
         line,
@@ -379,6 +393,7 @@ fn validate_knobs(
     let at = |span: std::ops::Range<usize>| Some(line_of(text, span.start));
     // Flatten dotted tables into full keys, then validate each knob.
     let mut knobs: Vec<Knob> = Vec::new();
+    let mut lines = Lines::new();
     let mut seen: BTreeMap<(Kind, PathBuf), usize> = BTreeMap::new();
     for (kind, table) in [(Kind::Sysctl, &raw.sysctl), (Kind::Sysfs, &raw.sysfs)] {
         let mut flat = Vec::new();
@@ -406,6 +421,7 @@ fn validate_knobs(
                     format!("{} is set twice (first on line {first})", knob.name()),
                 ));
             }
+            lines.insert((kind, knob.name().to_string()), this);
             knobs.push(knob);
         }
     }
@@ -415,7 +431,7 @@ fn validate_knobs(
             "no knobs configured in [sysctl] or [sysfs]; forksafe would do nothing".into(),
         ));
     }
-    Ok(knobs)
+    Ok((knobs, lines))
 }
 
 /// Join keys that TOML split at their dots (`vm.overcommit_memory = 1` is the table `vm`

@@ -13,7 +13,8 @@ use crate::os::report::Format;
 pub enum Outcome {
     /// Everything in spec; the daemon stopped cleanly; help was printed.
     Ok,
-    /// Something is not in spec, or could not be set (doctor: a check failed).
+    /// Something is not in spec, or could not be set (doctor: a check failed; validate: a
+    /// knob this machine does not have).
     NotOk,
     /// The config or the command line was refused; nothing was written.
     Refused,
@@ -74,8 +75,9 @@ sysctl.d drop-in",
         Command::Validate,
         "",
         "load the config as the daemon would, and say whether it is
-accepted (exit 0) or refused (exit 2, file and line); nothing
-else is read or written (Ansible's validate:, a pre-commit hook)",
+accepted (exit 0) or refused (exit 2, file and line); then look
+for each knob on this machine: one that is not there (a typo) is
+named, exit 1; nothing is written (Ansible's validate:, a hook)",
     ),
     (
         "reload",

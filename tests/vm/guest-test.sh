@@ -162,6 +162,14 @@ else
     check 10 "... and the others are still enforced" sh -c 'echo madvise >/sys/kernel/mm/transparent_hugepage/defrag; sleep 1; [ "$(sed "s/.*\[\(.*\)\].*/\1/" /sys/kernel/mm/transparent_hugepage/defrag)" = never ]'
     check 10 "... and the service is active" active
 fi
+# Either way, validate accepts the per-size knob (expected to be absent before 6.8), and
+# names a misspelt one.
+check 10 "forksafe validate accepts the config with the per-size knob" forksafe validate
+sed 's|^"vm.overcommit_memory"|"vm.overcommit_memry"|' "$CONF" >"$STATE/typo.toml"
+forksafe --config "$STATE/typo.toml" validate >"$OUT/validate-typo.txt" 2>&1
+code=$?
+check 10 "... and exits 1 for a misspelt knob ($code), naming the nearest one" \
+    sh -c "[ $code = 1 ] && grep -q 'did you mean vm.overcommit_memory?' '$OUT/validate-typo.txt'"
 cp "$STATE/forksafe.toml.orig" "$CONF"
 systemctl reload forksafe.service
 
