@@ -149,6 +149,37 @@ const CASES: &[Case] = &[
         &[],
     ),
     ("01-drift", &["--version"], 0, &["forksafe 0.1.0"], &[]),
+    (
+        "01-drift",
+        &["help", "check"],
+        0,
+        &[
+            "Usage: forksafe [GLOBAL OPTIONS] check [--json] [--now]",
+            "  --now  ",
+        ],
+        &[],
+    ),
+    (
+        "01-drift",
+        &["apply", "--help"],
+        0,
+        &["Usage: forksafe [GLOBAL OPTIONS] apply [--no-persist]"],
+        &[],
+    ),
+    (
+        "01-drift",
+        &["chek"],
+        2,
+        &[],
+        &["unknown command \"chek\"; did you mean check?"],
+    ),
+    (
+        "01-drift",
+        &["check", "--jsn"],
+        2,
+        &[],
+        &["did you mean --json?"],
+    ),
 ];
 
 #[test]
