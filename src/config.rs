@@ -17,6 +17,7 @@ use crate::os::fsread;
 use crate::os::namespaces::Host;
 use crate::os::report::{Event, EventKind};
 use crate::os::root::Root;
+use crate::words;
 
 /// The shipped default, compiled in and used when no config file exists.
 pub const DEFAULT_CONFIG: &str = include_str!("../etc/forksafe/forksafe.toml");
@@ -234,9 +235,9 @@ impl Settings {
     /// `3 knobs, interval 1s, repair mode`: what these settings do, in one line.
     pub(crate) fn summary(&self) -> String {
         format!(
-            "{} knobs, interval {:?}, {}",
-            self.knobs.len(),
-            self.interval,
+            "{}, interval {}, {}",
+            words::count(self.knobs.len(), "knob", "knobs"),
+            words::timespan(self.interval),
             self.mode_name()
         )
     }
@@ -802,6 +803,10 @@ mod tests {
             "99999999999999999999s",
         ] {
             assert!(parse_timespan(bad).is_err(), "{bad:?} accepted");
+        }
+        // What words::timespan prints, this reads back (whole values).
+        for d in [100, 1000, 90_000, 3_600_000, 86_400_000].map(Duration::from_millis) {
+            assert_eq!(parse_timespan(&crate::words::timespan(d)), Ok(d));
         }
     }
 

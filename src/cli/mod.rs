@@ -66,7 +66,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Outcome {
 fn config_refused(e: &ConfigError) -> Outcome {
     log::error!(
         "configuration refused, nothing was changed: {e}\n\
-         Fix the file, then validate it with `forksafe check`."
+         Fix the file, then check it with `forksafe validate`."
     );
     Outcome::Refused
 }

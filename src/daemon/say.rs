@@ -13,6 +13,7 @@ use crate::os::report::{Event, EventKind};
 use crate::os::root::Root;
 use crate::sysctl_d::Skipped;
 use crate::sysctl_d::dropin::{DropinReport, DropinState};
+use crate::words;
 
 use super::fight::{self, Ended, Talk};
 
@@ -77,15 +78,23 @@ pub(crate) fn knob_event(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Even
             .field("EXPECTED", k.desired())
             .field("OBSERVED", observed)
     };
+    let was = words::value(observed);
     let event = match (&r.repair, &r.observed) {
         (Some(Ok(())), _) if *seen == Seen::Fresh => base(
             EventKind::Enforced,
-            format!("{}: set to {} (was {observed})", k.name(), k.desired()),
+            format!(
+                "{}: set to {} (was {was}){}",
+                k.name(),
+                k.desired(),
+                k.undo(observed).map_or(String::new(), |cmd| format!(
+                    "; once forksafe is stopped, `{cmd}` puts it back"
+                ))
+            ),
         ),
         (Some(Ok(())), _) => base(
             EventKind::Repaired,
             format!(
-                "{}: drifted to {observed}, set back to {}",
+                "{}: drifted to {was}, set back to {}",
                 k.name(),
                 k.desired()
             ),
@@ -107,8 +116,9 @@ pub(crate) fn knob_event(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Even
         (None, Ok(v)) if v != k.desired() => base(
             EventKind::DriftDetected,
             format!(
-                "{}: is {v}, expected {} (audit mode: not repaired)",
+                "{}: is {}, expected {} (audit mode: not repaired)",
                 k.name(),
+                words::value(v),
                 k.desired()
             ),
         ),
@@ -163,16 +173,17 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
         } => Event::new(
             EventKind::FightDetected,
             format!(
-                "{}: something keeps setting it back (to {}; {repairs} repairs in {:?}); {who}. \
-                 forksafe keeps repairing it at once and at least every {interval:?}; its \
-                 repairs are summarised every {} minutes from now on, until it stays at {} \
-                 for {:?}",
+                "{}: something keeps setting it back (to {}; {} in {}); {who}. forksafe keeps \
+                 repairing it at once and at least every {}; its repairs are summarised every \
+                 {} from now on, until it stays at {} for {}",
                 knob.name(),
                 values.describe(),
-                Duration::from_secs(over.as_secs()),
-                fight::SUMMARY_EVERY.as_secs() / 60,
+                words::count(*repairs, "repair", "repairs"),
+                words::timespan(*over),
+                words::timespan(interval),
+                words::timespan(fight::SUMMARY_EVERY),
                 knob.desired(),
-                interval * fight::CALM,
+                words::timespan(interval * fight::CALM),
             ),
         )
         .number("COUNT", *repairs)
@@ -185,11 +196,12 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
         } => Event::new(
             EventKind::FightOngoing,
             format!(
-                "{}: still contested: repaired {since_last} times in the last {} minutes \
-                 ({repairs} in {:?}; set to {}); {who}",
+                "{}: still contested: repaired {} in the last {} ({} in {}; set to {}); {who}",
                 knob.name(),
-                fight::SUMMARY_EVERY.as_secs() / 60,
-                Duration::from_secs(lasted.as_secs()),
+                words::count64(*since_last, "time", "times"),
+                words::timespan(fight::SUMMARY_EVERY),
+                words::count64(*repairs, "repair", "repairs"),
+                words::timespan(*lasted),
                 values.describe(),
             ),
         )
@@ -206,10 +218,10 @@ pub(crate) fn fight_over(knob: &Knob, ended: &Ended) -> Event {
     Event::new(
         EventKind::BackInSpec,
         format!(
-            "{}: no longer contested after {} repairs in {:?}",
+            "{}: no longer contested after {} in {}",
             knob.name(),
-            ended.repairs,
-            Duration::from_secs(ended.lasted.as_secs())
+            words::count64(ended.repairs, "repair", "repairs"),
+            words::timespan(ended.lasted)
         ),
     )
     .field("KNOB", knob.name())
@@ -228,10 +240,11 @@ pub(crate) fn status_line(
     let count = |s: Status| statuses.iter().filter(|r| **r == s).count();
     let ok = count(Status::Ok) + count(Status::BootDrift);
     // (a knob not kept at the next boot is in spec now; the suffix says the rest)
+    let knobs = words::count(total, "knob", "knobs");
     let mut line = if ok == total {
-        format!("{total} knobs in spec")
+        format!("{knobs} in spec")
     } else {
-        format!("{ok} of {total} knobs in spec")
+        format!("{ok} of {knobs} in spec")
     };
     for (s, what) in [
         (Status::BootDrift, "not kept at the next boot"),
@@ -248,7 +261,10 @@ pub(crate) fn status_line(
         line.push_str(&format!(", {contested} contested"));
     }
     if repair_mode {
-        line.push_str(&format!(", {repairs} repairs since start"));
+        line.push_str(&format!(
+            ", {} since start",
+            words::count64(repairs, "repair", "repairs")
+        ));
     } else {
         line.push_str(" (audit mode)");
     }
@@ -455,7 +471,11 @@ mod tests {
         let r = report(k, "0", Some(Ok(())));
         let e = knob_event(&r, &Seen::Fresh, &Seen::after(&r)).unwrap();
         assert_eq!(e.kind(), EventKind::Enforced);
-        assert_eq!(e.message(), "vm.overcommit_memory: set to 1 (was 0)");
+        assert_eq!(
+            e.message(),
+            "vm.overcommit_memory: set to 1 (was 0); once forksafe is stopped, \
+             `sysctl -w vm.overcommit_memory=0` puts it back"
+        );
         let r = report(k, "1", None);
         let e = knob_event(&r, &Seen::Fresh, &Seen::after(&r)).unwrap();
         assert_eq!(e.message(), "vm.overcommit_memory: already 1");
@@ -470,6 +490,13 @@ mod tests {
             "vm.overcommit_memory: drifted to 0, set back to 1"
         );
         assert_eq!(e.get("OBSERVED").as_deref(), Some("0"));
+        // An empty value (a file read while it was being rewritten) is said as such.
+        let r = report(k, "", Some(Ok(())));
+        let e = knob_event(&r, &Seen::Ok, &Seen::after(&r)).unwrap();
+        assert_eq!(
+            e.message(),
+            "vm.overcommit_memory: drifted to (empty), set back to 1"
+        );
         // Audit mode: the drift once, then silence while it stays.
         let r = report(k, "2", None);
         let now = Seen::after(&r);
@@ -514,6 +541,10 @@ mod tests {
             status_line(&[Drift, Absent], 0, false, 0),
             "0 of 2 knobs in spec, 1 drifted, 1 absent (audit mode)"
         );
+        assert_eq!(
+            status_line(&[Ok], 1, true, 0),
+            "1 knob in spec, 1 repair since start"
+        );
     }
 
     #[test]
@@ -534,6 +565,21 @@ mod tests {
         assert!(e.message().starts_with("vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2s); no known tuner is running."), "{}", e.message());
         assert_eq!(e.get("COUNT").as_deref(), Some("3"));
         assert_eq!(e.get("OBSERVED").as_deref(), Some("0,2"));
+        // Under a second: milliseconds, never "0ns"; an empty value is said as such.
+        let mut c = fight::Contest::new(Duration::from_millis(100));
+        c.repaired(t0, "0");
+        c.repaired(t0 + Duration::from_millis(100), "");
+        let talk = c.repaired(t0 + Duration::from_millis(300), "0").unwrap();
+        let e = fight(&s.knobs[0], &talk, Duration::from_millis(100), "x");
+        assert!(
+            e.message().starts_with(
+                "vm.overcommit_memory: something keeps setting it back (to (empty), 0; 3 repairs in 300ms); x. \
+                 forksafe keeps repairing it at once and at least every 100ms; its repairs are \
+                 summarised every 10min from now on, until it stays at 1 for 1s"
+            ),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]
