@@ -42,6 +42,13 @@ if [ "$boot" = 1 ]; then
         check 1 "dependencies from the payload install" apt-get install -y -q --no-install-recommends /payload/deps/*.deb
     fi
     check 1 "dpkg -i installs the .deb" dpkg -i /payload/forksafe.deb
+    # md5sums: an admin can check every installed file against the package.
+    check 1 "the package carries md5sums" test -s /var/lib/dpkg/info/forksafe.md5sums
+    check 1 "dpkg --verify finds every file as installed" sh -c '[ -z "$(dpkg --verify forksafe)" ]'
+    cp /usr/share/doc/forksafe/README.md "$STATE/README.md.orig"
+    echo tampered >>/usr/share/doc/forksafe/README.md
+    check 1 "... and names a file changed since" sh -c 'dpkg --verify forksafe | grep -q "/usr/share/doc/forksafe/README.md$"'
+    cp "$STATE/README.md.orig" /usr/share/doc/forksafe/README.md
     check 1 "the unit is enabled" sh -c '[ "$(systemctl is-enabled forksafe.service)" = enabled ]'
     check 1 "the unit is active" active
     check 1 "the knobs are set right after install" knobs_are "1 never never"
