@@ -374,7 +374,13 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
             _ => words.push(arg),
         }
     }
-    let (spec, topic) = match words.as_slice() {
+    resolve(cli, &words, help)
+}
+
+/// What the words that are not options ask for: a command (with `cli`'s options), its help,
+/// or the usage.
+fn resolve(mut cli: Cli, words: &[String], help: bool) -> Result<Parsed, String> {
+    let (spec, topic) = match words {
         [] if help => return Ok(Parsed::Print(usage())),
         [] => return Err("no command given".into()),
         [w, rest @ ..] if w == "help" => (None, rest.first()),
