@@ -22,6 +22,9 @@ pub(crate) enum Status {
     Drift,
     /// Right now, but the next boot would set it to something else (sysctl.d).
     BootDrift,
+    /// Right now, but what the next boot sets cannot be judged (a sysctl.d file forksafe
+    /// could not read could set it).
+    BootUnknown,
     /// Does not exist on this kernel.
     Absent,
     /// Could not be read or written.
@@ -35,6 +38,7 @@ impl Status {
             Status::Ok => "ok",
             Status::Drift => "drift",
             Status::BootDrift => "boot-drift",
+            Status::BootUnknown => "boot-unknown",
             Status::Absent => "absent",
             Status::Error => "error",
         }
@@ -42,7 +46,7 @@ impl Status {
 
     /// Whether the knob has its value now (the next boot aside).
     pub(crate) fn in_spec_now(self) -> bool {
-        matches!(self, Status::Ok | Status::BootDrift)
+        matches!(self, Status::Ok | Status::BootDrift | Status::BootUnknown)
     }
 }
 
@@ -84,6 +88,7 @@ impl KnobReport<'_> {
         };
         match &self.boot {
             Some(b) if now == Status::Ok && !b.right => Status::BootDrift,
+            Some(b) if now == Status::Ok && !b.unjudged.is_empty() => Status::BootUnknown,
             _ => now,
         }
     }

@@ -387,14 +387,12 @@ fn metrics(tree: &Tree) -> std::collections::BTreeMap<(String, String), f64> {
     use prometheus_parse::{Scrape, Value};
     let text = tree.read("var/lib/node-exporter/forksafe.prom");
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    for family in [
-        "forksafe_knob_in_spec",
-        "forksafe_boot_drift",
-        "forksafe_repairs_total",
-    ] {
+    // Every series has its HELP.
+    for s in &scrape.samples {
         assert!(
-            scrape.docs.contains_key(family),
-            "no HELP for {family}:\n{text}"
+            scrape.docs.contains_key(&s.metric),
+            "no HELP for {}:\n{text}",
+            s.metric
         );
     }
     scrape
@@ -406,8 +404,12 @@ fn metrics(tree: &Tree) -> std::collections::BTreeMap<(String, String), f64> {
                 (m, Value::Gauge(v)) if m != "forksafe_repairs_total" => *v,
                 (m, v) => panic!("{m} has the wrong type: {v:?}\n{text}"),
             };
+            // Series without a knob (the daemon's own) are keyed by "".
             (
-                (s.metric.clone(), s.labels.get("knob").unwrap().to_string()),
+                (
+                    s.metric.clone(),
+                    s.labels.get("knob").unwrap_or_default().to_string(),
+                ),
                 value,
             )
         })
@@ -429,22 +431,40 @@ fn metrics_textfile_follows_the_knobs() {
         tree.path("var/lib/node-exporter/forksafe.prom").exists()
     });
     let m = metrics(&tree);
-    assert_eq!(m.len(), 12, "{m:?}");
+    // 5 families of 3 knobs; build info, up, the last pass.
+    assert_eq!(m.len(), 18, "{m:?}");
+    let own = |m: &str| (m.to_string(), String::new());
+    assert_eq!(m[&own("forksafe_up")], 1.0);
+    assert_eq!(m[&own("forksafe_build_info")], 1.0);
+    assert_eq!(m[&oc("forksafe_knob_contested")], 0.0);
     assert_eq!(m[&oc("forksafe_knob_in_spec")], 1.0);
     assert_eq!(m[&oc("forksafe_boot_drift")], 0.0);
     assert_eq!(m[&oc("forksafe_repairs_total")], 0.0);
     assert_eq!(m[&oc("forksafe_last_repair_timestamp_seconds")], 0.0);
 
-    // Written on change only: several ticks later, the same file.
-    let mtime = || {
-        std::fs::metadata(tree.path("var/lib/node-exporter/forksafe.prom"))
+    // Written on change only: several ticks later, the same file but for the liveness
+    // stamp (it moves in steps of 30 s), which says how recent the last pass was.
+    let now_secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .modified()
-            .unwrap()
+            .as_secs_f64()
     };
-    let before = mtime();
+    let but_stamp = || {
+        tree.read("var/lib/node-exporter/forksafe.prom")
+            .lines()
+            .filter(|l| !l.starts_with("forksafe_last_pass_timestamp_seconds "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = but_stamp();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(mtime(), before);
+    assert_eq!(but_stamp(), before);
+    let stamp = metrics(&tree)[&own("forksafe_last_pass_timestamp_seconds")];
+    assert!(
+        (0.0..=31.0).contains(&(now_secs() - stamp)),
+        "stamp {stamp}"
+    );
 
     tree.set(OVERCOMMIT, "0\n");
     wait_for("the repair counted", || {
@@ -464,6 +484,10 @@ fn metrics_textfile_follows_the_knobs() {
     assert_eq!(metrics(&tree)[&oc("forksafe_knob_in_spec")], 1.0);
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
+    // Stopped cleanly: down, and no knob claimed held.
+    let m = metrics(&tree);
+    assert_eq!(m[&own("forksafe_up")], 0.0, "{m:?}");
+    assert!(!m.contains_key(&oc("forksafe_knob_in_spec")), "{m:?}");
 }
 
 /// Write the wrong value `per_second` times a second until `stop` is set.
@@ -560,6 +584,53 @@ fn a_fight_is_reported_not_conceded() {
     assert!(log.contains("running: tuned (pid 777)"), "{log}");
     assert_eq!(count(&log, "no longer contested"), 1, "{log}");
     eprintln!("fight: {writes} wrong writes, right in {right} of 300 samples");
+}
+
+/// Audit mode is as quiet as repair mode: a neighbour flipping the knob between a wrong
+/// and the right value 50 times a second is a fight, said once, not a line per change.
+#[test]
+fn audit_mode_is_as_quiet_as_repair_mode_under_a_flipping_neighbour() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let tree = fast_tree("02-in-spec");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        &FAST
+            .replace("50ms", "100ms")
+            .replace("[daemon]\n", "[daemon]\nrepair = false\n"),
+    );
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let before = d.log().lines().count();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (tree.path(OVERCOMMIT), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut writes = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                set_file(&path, if writes % 2 == 0 { "0\n" } else { "1\n" });
+                writes += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            writes
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let lines = knob_lines(&log, before);
+    assert!(
+        lines.len() <= 10,
+        "{writes} flips gave {} lines:\n{log}",
+        lines.len()
+    );
+    assert_eq!(count(&log, "something keeps setting it back"), 1, "{log}");
+    assert!(log.contains("Audit mode: it is not repaired"), "{log}");
+    assert!(writes > 100, "only {writes} flips");
 }
 
 /// The target: a neighbour writing the wrong value every 4 to 6 s (irregularly)
@@ -787,6 +858,32 @@ fn reload_judges_the_daemons_config_not_the_callers() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("is not the daemon's"), "{err}");
     assert_eq!(tree.read(&format!("{THP}/defrag")), "madvise\n");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+/// `forksafe reload` says yes only on the daemon's yes: a daemon that cannot publish its
+/// state cannot confirm, and the reload ends 1, saying why.
+#[test]
+fn reload_without_the_daemons_word_is_not_a_yes() {
+    let tree = fast_tree("02-in-spec");
+    tree.write("etc/forksafe/forksafe.toml", &FAST.replace("50ms", "1min"));
+    // Where the state directory should be, a file: the daemon cannot publish.
+    tree.write("run/forksafe", "not a directory\n");
+    let d = Daemon::start(tree.root(), &[]);
+    d.wait_message("READY=1");
+    let o = std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(tree.root())
+        .args(["reload", "--pid", &d.pid().to_string()])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot be confirmed"), "{err}");
+    // The daemon did reload; only its word could not reach the command.
+    wait_for("the reload", || d.log().contains("configuration reloaded"));
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
 }

@@ -200,6 +200,93 @@ fn enospc_writing_the_dropin_keeps_the_old_file() {
     assert_eq!(tree.read(OVERCOMMIT), "1\n");
 }
 
+/// A full /etc/sysctl.d does not feed itself: each failed write of the drop-in makes and
+/// removes a temp file (events in the directory the daemon watches), and the daemon tries
+/// again after 1 s, 2 s, 4 s, ..., not at once. Counted in surveys over 6 s (a write that
+/// fed itself made thousands), and the failure is said once.
+#[test]
+fn a_full_sysctl_d_does_not_spin_the_daemon() {
+    if !needs(
+        "a_full_sysctl_d_does_not_spin_the_daemon needs root and unshare(1)",
+        can_unshare(),
+    ) {
+        return;
+    }
+    let tree = Tree::new("01-drift");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        "[daemon]\ninterval = \"100ms\"\n[sysctl]\n\"vm.overcommit_memory\" = 1\n",
+    );
+    let dir = tree.path("etc/sysctl.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = format!(
+        "d={dir}; mount -t tmpfs -o size=64k tmpfs $d; \
+         dd if=/dev/zero of=$d/.fill bs=4k count=100 2>/dev/null; \
+         FORKSAFE_LOG=debug timeout --preserve-status -s TERM 6 {BIN} --root {root} run; echo \"exit=$?\"",
+        dir = dir.display(),
+        root = tree.root().display()
+    );
+    let o = in_mount_namespace(&script);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(out.contains("exit=0"), "{out}{err}");
+    let surveys = err.matches("surveyed sysctl.d").count();
+    let writes = err
+        .matches("surveyed sysctl.d (drop-in written: true)")
+        .count();
+    // At start, then after 1, 2 (3 s), 4 (7 s: past the end) seconds.
+    assert!(
+        (2..=6).contains(&writes),
+        "{writes} write attempts in 6 s:\n{err}"
+    );
+    assert!(surveys <= 12, "{surveys} surveys in 6 s:\n{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    // The knob was set all the same.
+    assert_eq!(tree.read(OVERCOMMIT), "1\n");
+}
+
+/// Every resource that runs out is said once, and the poll takes over: with one inotify
+/// watch allowed (a user namespace's own limit), the daemon says it cannot watch (once),
+/// and a drift is still repaired, by the poll.
+#[test]
+fn no_inotify_watches_left_is_said_once_and_the_poll_repairs() {
+    let userns = std::process::Command::new("unshare")
+        .args([
+            "-Ur",
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/user/max_inotify_watches",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !needs(
+        "no_inotify_watches_left_is_said_once_and_the_poll_repairs needs unshare -U and a user namespace's inotify limit",
+        userns,
+    ) {
+        return;
+    }
+    let tree = Tree::new("02-in-spec");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        "[daemon]\ninterval = \"100ms\"\n[sysctl]\n\"vm.overcommit_memory\" = 1\n\
+         [sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = \"never\"\n\
+         \"kernel/mm/transparent_hugepage/defrag\" = \"never\"\n",
+    );
+    let script = format!("echo 1 > /proc/sys/user/max_inotify_watches && exec {BIN} \"$@\"");
+    let wrap = ["unshare", "-Ur", "sh", "-c", script.as_str(), "sh"];
+    let d = Daemon::start_full(tree.root(), &[], &[], Some(&wrap), false);
+    d.wait_message("READY=1");
+    tree.drift_overcommit_until_repaired("the repair by the poll");
+    tree.set(&format!("{THP}/defrag"), "always madvise [never]\n");
+    tree.set(&format!("{THP}/defrag"), "[always] madvise never\n");
+    wait_for("the second repair", || {
+        tree.read(&format!("{THP}/defrag")) == "never\n"
+    });
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(count(&log, "cannot watch"), 1, "{log}");
+    assert!(log.contains("max_user_watches"), "{log}");
+}
+
 /// A write the kernel accepts but that reads back different (here: /dev/null bound over the
 /// knob's file) is an error, not a success.
 #[test]

@@ -140,8 +140,17 @@ fn the_daemons_repairs_name_their_source() {
          [sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = \"never\"\n\
          \"kernel/mm/transparent_hugepage/defrag\" = \"never\"\n",
     );
-    let d = Daemon::start_args(tree.root(), &["--log-format", "json"], &[], None);
+    let d = Daemon::start_args(
+        tree.root(),
+        &["--log-format", "json"],
+        &[("FORKSAFE_LOG", "debug")],
+        None,
+    );
     d.wait_message("READY=1");
+    // The scan runs beside the repair loop, after READY=1.
+    wait_for("the scan for other setters", || {
+        d.log().contains("scanned for what else sets the knobs")
+    });
     tree.drift_overcommit_until_repaired("the overcommit repair");
     tree.set(&format!("{THP}/enabled"), "[always] madvise never\n");
     wait_for("the THP repair", || {

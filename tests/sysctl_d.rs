@@ -259,3 +259,102 @@ fn dropin_is_0644_whatever_the_umask_and_apply_no_persist_writes_none() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
 }
+
+/// What forksafe cannot read it does not call fine: a sysctl.d file over the read cap, or
+/// one it cannot read, that sorts after the line that wins (or could set the key where no
+/// explicit line wins) makes the next boot unknown: `check` exits 1 naming the file. One
+/// that sorts before an explicit winner cannot change it, and is judged.
+#[test]
+fn what_forksafe_cannot_read_makes_the_next_boot_unknown() {
+    let big = format!("vm.overcommit_memory = 0\n{}", "# pad\n".repeat(200_000));
+    let tree = Tree::new("02-in-spec");
+    tree.run(&["apply"]);
+    tree.write("etc/sysctl.d/zz-big.conf", &big);
+    let o = tree.run(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let oc = &v["knobs"][0];
+    assert_eq!(oc["status"], "boot-unknown", "{v:#}");
+    assert!(
+        oc["boot_unknown"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/sysctl.d/zz-big.conf: too large"),
+        "{v:#}"
+    );
+    let human = text(&tree.run(&["check"]).stdout);
+    assert!(human.contains("boot-unknown"), "{human}");
+    assert!(human.contains("the next boot cannot be judged"), "{human}");
+    // `check --now` judges the values now only.
+    assert_eq!(tree.run(&["check", "--now"]).status.code(), Some(0));
+    // Before the drop-in: the drop-in's explicit line wins whatever it says.
+    std::fs::rename(
+        tree.path("etc/sysctl.d/zz-big.conf"),
+        tree.path("etc/sysctl.d/10-big.conf"),
+    )
+    .unwrap();
+    let o = tree.run(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+}
+
+/// File names are bytes, as systemd-sysctl sorts and reads them: a name that is not UTF-8
+/// is read (and judged), two names that differ only in invalid bytes are two files, and
+/// they sort by byte.
+#[test]
+fn file_names_are_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let tree = Tree::new("02-in-spec");
+    tree.run(&["apply"]);
+    let name = |b: &[u8]| {
+        tree.path("etc/sysctl.d")
+            .join(std::ffi::OsStr::from_bytes(b))
+    };
+    std::fs::write(name(b"zz-\xfe.conf"), "vm.overcommit_memory = 2\n").unwrap();
+    std::fs::write(name(b"zz-\xff.conf"), "vm.overcommit_memory = 0\n").unwrap();
+    let o = tree.run(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let oc = &v["knobs"][0];
+    assert_eq!(oc["status"], "boot-drift", "{v:#}");
+    // \xff sorts after \xfe: its 0 is what the next boot sets.
+    assert_eq!(oc["boot"]["value"], "0", "{v:#}");
+    assert!(
+        oc["boot"]["file"]
+            .as_str()
+            .unwrap()
+            .starts_with("/etc/sysctl.d/zz-"),
+        "{v:#}"
+    );
+    assert_eq!(oc["shadowed"].as_array().unwrap().len(), 1, "{v:#}");
+}
+
+/// The root is a jail for links: an absolute link under `--root` is followed inside the
+/// root (as on the host it belongs to), and a `/etc/sysctl.d` that is an absolute link
+/// never makes `apply` write outside the root.
+#[test]
+fn absolute_links_resolve_inside_the_root() {
+    let tree = Tree::new("01-drift");
+    let outside = tempfile::tempdir().unwrap();
+    // /etc/sysctl.d -> /etc/sysctl.real (absolute): inside the root, never the host's.
+    std::fs::create_dir_all(tree.path("etc/sysctl.real")).unwrap();
+    std::os::unix::fs::symlink("/etc/sysctl.real", tree.path("etc/sysctl.d")).unwrap();
+    let o = tree.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(tree.path("etc/sysctl.real/99-zz-forksafe.conf").is_file());
+    // A link to somewhere outside, by an absolute path that exists on this machine: taken
+    // inside the root, where it does not exist; nothing is written outside.
+    let tree = Tree::new("01-drift");
+    std::fs::create_dir_all(tree.path("etc")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), tree.path("etc/sysctl.d")).unwrap();
+    tree.run(&["apply"]);
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    // A sysctl.d file that is an absolute link to /etc/sysctl.conf reads the root's.
+    let tree = Tree::new("02-in-spec");
+    tree.run(&["apply"]);
+    tree.write("etc/sysctl.conf", "vm.overcommit_memory = 2\n");
+    std::os::unix::fs::symlink("/etc/sysctl.conf", tree.path("etc/sysctl.d/zz-sysctl.conf"))
+        .unwrap();
+    let o = tree.run(&["check", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["knobs"][0]["boot"]["value"], "2", "{v:#}");
+}

@@ -77,6 +77,16 @@ const NAMES: &[&str] = &[
     "notconf.txt",
 ];
 
+/// Names that are not valid UTF-8 (or sort differently as bytes than as text): systemd
+/// orders and reads them by their bytes.
+const BYTE_NAMES: &[&[u8]] = &[
+    b"zz-\xff.conf",
+    b"zz-\xfe.conf",
+    b"\xe9.conf",
+    b"\xec\x80\x80.conf",
+    b"zz-z.conf",
+];
+
 /// xorshift64*: small, seeded, good enough to shuffle test cases.
 struct Rng(u64);
 
@@ -151,7 +161,12 @@ fn generate(rng: &mut Rng, dir: &Path) {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     for _ in 0..rng.below(9) {
-        let path = dir.join(rng.pick(&DIRS)).join(rng.pick(NAMES));
+        let name: &std::ffi::OsStr = if rng.chance(15) {
+            std::os::unix::ffi::OsStrExt::from_bytes(BYTE_NAMES[rng.below(BYTE_NAMES.len())])
+        } else {
+            rng.pick(NAMES).as_ref()
+        };
+        let path = dir.join(rng.pick(&DIRS)).join(name);
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_dir_all(&path);
         match rng.below(12) {

@@ -104,6 +104,14 @@ fn not_in_spec(pass: &Pass) -> Vec<String> {
                         .and_then(|b| b.trouble())
                         .unwrap_or_default()
                 ),
+                Status::BootUnknown => format!(
+                    "{} now, but {}",
+                    r.knob.desired(),
+                    r.boot
+                        .as_ref()
+                        .and_then(|b| b.unknown())
+                        .unwrap_or_default()
+                ),
                 Status::Drift => format!(
                     "is {}, not {}: something else set it at once",
                     words::value(r.current().unwrap_or("")),
@@ -264,7 +272,7 @@ fn notes(pass: &Pass) -> String {
 }
 
 fn assignment_json(a: &Assignment) -> serde_json::Value {
-    serde_json::json!({"file": a.file, "line": a.line, "value": a.value})
+    serde_json::json!({"file": a.file.display().to_string(), "line": a.line, "value": a.value})
 }
 
 fn to_json(
@@ -304,6 +312,7 @@ fn to_json(
                     "overrides".into(),
                     boot.overrides.iter().map(assignment_json).collect(),
                 );
+                obj.insert("boot_unknown".into(), boot.unknown().into());
                 obj.insert(
                     "shadowed".into(),
                     boot.shadowed.iter().map(assignment_json).collect(),
@@ -316,14 +325,14 @@ fn to_json(
         .table
         .skipped
         .iter()
-        .map(|s| serde_json::json!({"file": s.file, "why": s.why}))
+        .map(|s| serde_json::json!({"file": s.file.display().to_string(), "why": s.why}))
         .collect();
     serde_json::json!({
         "config": settings.source.to_string(),
         "knobs": knobs,
         "sysctl_d_skipped": skipped,
         "dropin": survey.dropin.as_ref().map(|d| serde_json::json!({
-            "file": d.file,
+            "file": d.file.display().to_string(),
             "status": if d.is_current() { "ok" } else { d.before.as_str() },
         })),
     })

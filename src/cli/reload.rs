@@ -3,7 +3,8 @@
 //! command line, judged by the same `Settings::load_for_reload`) and, when it does not
 //! load, says why with the file and line and ends [`Outcome::Refused`] without disturbing
 //! the daemon: the reload fails, and the running config stays. Otherwise it sends SIGHUP
-//! and waits until the daemon has reloaded, then reports the daemon's own verdict.
+//! and waits until the daemon has reloaded, then reports the daemon's own verdict: it ends
+//! [`Outcome::Ok`] only on the daemon's word that the new config is in force.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,11 +74,13 @@ pub(super) fn run(root: &Root, config: Option<&Path>, pid: Option<Pid>) -> Outco
         return failed(&format!("cannot signal {pid}: {e}"));
     }
     if before.is_none() {
-        log::warn!(
-            "reload: signalled {pid}, but it publishes no state under {} to confirm with",
-            droot.dir().display()
-        );
-        return Outcome::Ok;
+        // Only the daemon's own word is a yes.
+        return failed(&format!(
+            "signalled {pid}, but it publishes no state under {} (is {} writable?): whether \
+             it reloaded cannot be confirmed; its journal says",
+            droot.dir().display(),
+            published::PATH
+        ));
     }
     confirm(&droot, pid, generation)
 }

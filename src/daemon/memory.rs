@@ -14,6 +14,7 @@ use crate::knob::{Kind, Knob};
 use crate::neighbours::Sources;
 use crate::os::root::Root;
 
+use super::backoff::Backoff;
 use super::fight::Contest;
 use super::say::{self, Seen};
 
@@ -63,11 +64,9 @@ pub(crate) struct Memory {
     /// Whether something fights over it.
     pub(crate) contest: Contest,
     /// A write that read back another value: not repeated while the knob reads that,
-    /// until `retry_at`.
+    /// until its retry is due.
     stuck: Option<Stuck>,
-    /// How long the last stuck write waits before it is tried again, and until when.
-    retry: Duration,
-    retry_at: Instant,
+    retry: Backoff,
     /// The inotify watch on the knob's file.
     pub(crate) wd: Option<WatchDescriptor>,
     /// No event-driven check before this time.
@@ -96,7 +95,7 @@ impl Memory {
 
     /// The stuck write to respect at `now`: none once its retry is due.
     pub(crate) fn stuck(&self, now: Instant) -> Option<&Stuck> {
-        self.stuck.as_ref().filter(|_| now < self.retry_at)
+        self.stuck.as_ref().filter(|_| !self.retry.ready(now))
     }
 
     /// Take in what became of a stuck write after a step at `now`. `respected`: the step
@@ -106,17 +105,17 @@ impl Memory {
             (old, Some(_)) if respected => old,
             (old, Some(new)) => {
                 // Written, and answered with the same other value again: wait longer.
-                let again = old.is_some_and(|o| o.value == new.value);
-                self.retry = if again {
-                    (self.retry * 2).clamp(STUCK_RETRY, STUCK_RETRY_MAX)
-                } else {
-                    STUCK_RETRY
-                };
-                self.retry_at = now + self.retry;
+                if old.is_none_or(|o| o.value != new.value) {
+                    self.retry.reset();
+                }
+                self.retry.failed(now);
                 Some(new)
             }
             (Some(old), None) if old.holds(&r.observed) => Some(old),
-            _ => None,
+            _ => {
+                self.retry.reset();
+                None
+            }
         };
     }
 
@@ -159,8 +158,7 @@ pub(crate) fn fresh(
                 counters,
                 contest,
                 stuck: None,
-                retry: STUCK_RETRY,
-                retry_at: now,
+                retry: Backoff::new(STUCK_RETRY, STUCK_RETRY_MAX),
                 wd: None,
                 gate: now,
                 pending: false,
@@ -177,6 +175,8 @@ pub(crate) struct Context<'a> {
     pub(crate) sources: &'a Sources,
     /// The poll interval.
     pub(crate) interval: Duration,
+    /// Audit mode: drift is said, not repaired.
+    pub(crate) audit: bool,
 }
 
 /// Take in what one step found for a knob: its entries, counters, the fight and the stuck
@@ -193,9 +193,14 @@ pub(crate) fn absorb(
     let repaired = matches!(r.repair, Some(Ok(()))) && mem.seen != Seen::Fresh;
     let now_seen = Seen::after(r);
     mem.settle_stuck(r, respected, now);
+    let status = r.status();
+    // Audit mode repairs nothing, so a fight is counted in changes to a wrong value: a
+    // neighbour flipping the knob is as quiet as in repair mode.
+    let changed_wrong = ctx.audit && status == Status::Drift && mem.seen != now_seen;
+    let intruded = repaired || changed_wrong;
     let fighting = mem.contest.fighting();
-    // While a fight is on, the knob's own repair lines are silent: the fight's say it.
-    if !(fighting && (repaired || now_seen == Seen::Ok)) {
+    // While a fight is on, the knob's own lines are silent: the fight's say it.
+    if !(fighting && (intruded || now_seen == Seen::Ok)) {
         if let Some(event) = say::knob_event(r, &mem.seen, &now_seen) {
             let event = if repaired {
                 say::with_source(event, ctx.sources, r.knob)
@@ -205,20 +210,21 @@ pub(crate) fn absorb(
             event.emit();
         }
     }
-    let status = r.status();
     if repaired {
         mem.counters.repairs += 1;
         mem.counters.last_repair = Some(SystemTime::now());
+    }
+    if intruded {
         if let Some(talk) = mem.contest.repaired(now, observed) {
             let who = say::who(ctx.root, ctx.sources, r.knob);
-            let event = say::fight(r.knob, &talk, ctx.interval, &who);
+            let event = say::fight(r.knob, &talk, ctx.interval, &who, ctx.audit);
             say::with_source(event, ctx.sources, r.knob).emit();
         }
     } else if status == Status::Drift {
         mem.contest.wrong(observed);
     } else if status.in_spec_now() {
         if let Some(ended) = mem.contest.in_spec(now) {
-            say::fight_over(r.knob, &ended).emit();
+            say::fight_over(r.knob, &ended, ctx.audit).emit();
         }
     }
     mem.seen = now_seen;
@@ -297,8 +303,8 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..8 {
             m.settle_stuck(&stuck_report(), false, at);
-            waits.push(m.retry.as_secs());
-            at += m.retry;
+            waits.push(m.retry.wait().as_secs());
+            at += m.retry.wait();
         }
         assert_eq!(waits, [4, 8, 16, 32, 60, 60, 60, 60]);
         // Right again: forgotten.

@@ -24,16 +24,19 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::Settings;
 use crate::enforce;
 use crate::neighbours::Sources;
-use crate::os::report::{Event, EventKind, Notifier};
+use crate::os::report::{Event, EventKind, Memo, Notifier};
 use crate::os::root::Root;
-use crate::published;
 
+mod backoff;
 mod fight;
+mod looks;
 mod memory;
 mod publish;
 mod say;
 mod watch;
+mod worker;
 
+use looks::{Looks, Surveyed};
 use memory::{Context, Memory};
 use publish::{Publisher, Snapshot};
 use say::Said;
@@ -62,6 +65,10 @@ struct Daemon {
     /// What else on this machine sets the knobs (rc.local, units, cron, tuned, ...), for
     /// the SOURCE of repair and fight entries; refreshed at most once per RESCAN.
     sources: Sources,
+    /// What the scan did not read, as last said.
+    sources_said: Memo<Option<String>>,
+    /// The surveys and scans asked of the worker.
+    looks: Looks,
 }
 
 impl Daemon {
@@ -70,7 +77,6 @@ impl Daemon {
         let paths = enforce::resolve(&root, &settings);
         Daemon {
             paths,
-            root,
             config,
             settings,
             memory,
@@ -85,25 +91,73 @@ impl Daemon {
             // Scanned right after READY=1: what else sets the knobs is for the log, not
             // for the units waiting on us.
             sources: Sources::default(),
+            sources_said: Memo::default(),
+            looks: Looks::new(&root),
+            root,
         }
     }
 
-    /// Keep the drop-in and say what the next boot will do. Runs at start, on reload, on
-    /// inotify events in the sysctl.d directories and every RESCAN.
-    fn sysctl_d(&mut self) {
-        let s = &self.settings;
-        let survey = enforce::survey(&self.root, s, s.repair);
+    /// Keep the drop-in and judge the next boot, now, on this thread: at start and on
+    /// reload, before READY=1.
+    fn survey_now(&mut self) {
+        let surveyed = self.looks.survey_now(&self.root, &self.settings);
+        self.take_survey(surveyed);
+    }
+
+    /// The same, asked of the worker: on inotify events in the sysctl.d directories, every
+    /// RESCAN, and when a failed drop-in write is due again.
+    fn ask_survey(&mut self) {
+        if let Some(surveyed) = self.looks.survey(&self.root, &self.settings) {
+            self.take_survey(surveyed);
+        }
+    }
+
+    /// Say what the next boot will do, and keep its judgement for the passes to come.
+    fn take_survey(&mut self, s: Surveyed) {
+        let settings = &self.settings;
+        let dropin = s.looked.dropin.as_ref().filter(|_| s.dropin_news);
         let said = self.said.sysctl_d(
-            &s.knobs,
-            !s.repair,
-            survey.dropin.as_ref(),
-            &survey.boots,
-            &survey.table.skipped,
+            &settings.knobs,
+            !settings.repair,
+            dropin,
+            &s.looked.boots,
+            &s.looked.skipped,
         );
         said.into_iter().for_each(Event::emit);
-        self.boots = survey.boots;
+        self.boots = s.looked.boots;
         // Directories may have appeared (we may have created /etc/sysctl.d).
         self.watch.add_dirs(&self.root);
+    }
+
+    /// Scan for what else sets the knobs, in the worker.
+    fn ask_sources(&mut self) {
+        if let Some(sources) = self.looks.sources(&self.root, &self.settings) {
+            self.take_sources(sources);
+        }
+    }
+
+    fn take_sources(&mut self, sources: Sources) {
+        log::debug!(
+            "scanned for what else sets the knobs: {} places act while the system runs",
+            sources.len()
+        );
+        if self.sources_said.changed(sources.incomplete.clone()) {
+            if let Some(why) = &sources.incomplete {
+                log::warn!("the scan for what else sets the knobs is incomplete: {why}");
+            }
+        }
+        self.sources = sources;
+    }
+
+    /// What the worker answered.
+    fn answers(&mut self) {
+        let (surveys, scans) = self.looks.answers(&self.root, &self.settings);
+        for s in surveys {
+            self.take_survey(s);
+        }
+        for s in scans {
+            self.take_sources(s);
+        }
     }
 
     /// One pass over every knob, with its entries; then the status, metrics and state.
@@ -149,6 +203,7 @@ impl Daemon {
             root,
             sources,
             interval: settings.interval,
+            audit: !settings.repair,
         };
         if memory::absorb(&ctx, mem, &r, respected, now) {
             *repairs += 1;
@@ -201,9 +256,9 @@ impl Daemon {
     /// The safety net, once per RESCAN: sysctl.d, every knob's file and watch, and what
     /// else sets the knobs, again.
     fn rescan(&mut self) {
-        self.sysctl_d();
+        self.ask_survey();
         self.resolve_all();
-        self.sources.refresh(&self.root, &self.settings);
+        self.ask_sources();
     }
 
     fn reload(&mut self) {
@@ -227,9 +282,10 @@ impl Daemon {
                 }
                 self.memory = memory::fresh(&new, &self.memory, Some(self.settings.interval));
                 self.settings = new;
+                self.looks.reloaded();
                 self.resolve_all();
-                self.sources = Sources::scan(&self.root, &self.settings);
-                self.sysctl_d();
+                self.survey_now();
+                self.ask_sources();
             }
             Err(e) => {
                 self.reload_error = Some(e.to_string());
@@ -262,11 +318,12 @@ impl Daemon {
         for i in due {
             self.knob_event(i, now);
         }
+        let retry = self.looks.due().is_some_and(|t| now >= t);
         if now >= clock.next_rescan {
             self.rescan();
             clock.next_rescan = now + RESCAN;
-        } else if changes.sysctl_d {
-            self.sysctl_d();
+        } else if changes.sysctl_d || retry {
+            self.ask_survey();
         }
         if now >= clock.next_tick || changes.overflow {
             let status = self.tick();
@@ -303,11 +360,12 @@ impl Clock {
         }
     }
 
-    /// How long poll may wait: until the first of the timers and `pending`, rounded up to
-    /// the millisecond so a sub-millisecond remainder never spins.
-    fn timeout(&self, pending: Option<Instant>) -> PollTimeout {
+    /// How long poll may wait: until the first of the timers and `also` (a pending knob
+    /// check, a drop-in retry), rounded up to the millisecond so a sub-millisecond remainder
+    /// never spins.
+    fn timeout(&self, also: [Option<Instant>; 2]) -> PollTimeout {
         let mut deadline = self.next_tick.min(self.next_rescan);
-        for at in [self.next_ping, pending].into_iter().flatten() {
+        for at in [self.next_ping].into_iter().chain(also).flatten() {
             deadline = deadline.min(at);
         }
         let ms = deadline
@@ -347,23 +405,40 @@ impl Signals {
     }
 }
 
-/// Wait for a signal, an inotify event or the timeout; (signalled, inotify ready). Only
-/// what poll flagged is read: an idle tick makes no other system call.
-fn wait(signals: &Signals, watch: &Watch, timeout: PollTimeout) -> io::Result<(bool, bool)> {
+/// What a wake-up was: a signal, inotify, the worker (each only when poll flagged it).
+struct Woke {
+    signalled: bool,
+    watched: bool,
+    answered: bool,
+}
+
+/// Wait for a signal, an inotify event, an answer of the worker or the timeout. Only what
+/// poll flagged is read: an idle tick makes no other system call.
+fn wait(d: &Daemon, signals: &Signals, timeout: PollTimeout) -> io::Result<Woke> {
     let mut fds = vec![PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN)];
-    if let Some(ino) = &watch.inotify {
+    let mut at = [None, None];
+    if let Some(ino) = &d.watch.inotify {
+        at[0] = Some(fds.len());
         fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
+    }
+    if let Some(fd) = d.looks.fd() {
+        at[1] = Some(fds.len());
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
     }
     match poll(&mut fds, timeout) {
         Ok(_) | Err(nix::errno::Errno::EINTR) => {}
         Err(e) => return Err(io::Error::from(e)),
     }
-    let ready = |i: usize| {
-        fds.get(i)
+    let ready = |i: Option<usize>| {
+        i.and_then(|i| fds.get(i))
             .and_then(PollFd::revents)
             .is_some_and(|r| !r.is_empty())
     };
-    Ok((ready(0), ready(1)))
+    Ok(Woke {
+        signalled: ready(Some(0)),
+        watched: ready(at[0]),
+        answered: ready(at[1]),
+    })
 }
 
 /// Run the daemon until SIGTERM/SIGINT. `settings` were loaded (and validated) by the
@@ -387,24 +462,30 @@ pub(crate) fn run(
             .unwrap_or_else(|_| d.root.dir().to_path_buf());
         d.watch.via = Some((via, real_root));
     }
+    // The knobs first; then the drop-in and the next boot; READY=1 once both are known.
     d.resolve_all();
-    d.sysctl_d();
+    d.tick();
+    d.survey_now();
     let status = d.tick();
     d.notifier.ready(&status);
-    d.sources.refresh(&d.root, &d.settings);
+    d.ask_sources();
     let mut clock = Clock::start(d.settings.interval);
     if clock.watchdog.is_some() {
         d.notifier.watchdog();
     }
     loop {
-        let (signalled, watched) = wait(&signals, &d.watch, clock.timeout(d.next_pending()))?;
-        if signalled {
+        let timeout = clock.timeout([d.next_pending(), d.looks.due()]);
+        let woke = wait(&d, &signals, timeout)?;
+        if woke.signalled {
             signals.drain();
         }
-        let changes = d.changes(watched);
+        if woke.answered {
+            d.answers();
+        }
+        let changes = d.changes(woke.watched);
         if signals.term.swap(false, Ordering::SeqCst) {
             d.notifier.stopping();
-            published::remove(&d.root);
+            d.publisher.stopped(&d.root, &d.settings);
             log::info!("stopping on signal; every value stays as it is");
             return Ok(());
         }

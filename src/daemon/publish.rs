@@ -18,45 +18,66 @@ use crate::published::{self, Contested, State};
 
 use super::memory::{Counters, Memory};
 
+/// What the metrics say of one knob.
+pub(crate) struct Row<'a> {
+    pub(crate) knob: &'a str,
+    pub(crate) status: Status,
+    pub(crate) counters: Counters,
+    /// Something keeps setting it back (a fight is on).
+    pub(crate) contested: bool,
+}
+
 /// One metric family: its name, type, help, and its value for a knob.
 struct Family {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
-    value: fn(Status, &Counters) -> u64,
+    value: fn(&Row) -> u64,
 }
 
 /// The metrics, per knob.
-const FAMILIES: [Family; 4] = [
+const FAMILIES: [Family; 5] = [
     Family {
         name: "forksafe_knob_in_spec",
         kind: "gauge",
         help: "1 when the knob has its desired value now.",
-        value: |status, _| u64::from(status.in_spec_now()),
+        value: |r| u64::from(r.status.in_spec_now()),
     },
     Family {
         name: "forksafe_boot_drift",
         kind: "gauge",
-        help: "1 when the next boot (sysctl.d) would set the knob to another value.",
-        value: |status, _| u64::from(status == Status::BootDrift),
+        help: "1 when the next boot (sysctl.d) would set the knob to another value, or what it sets cannot be judged.",
+        value: |r| u64::from(matches!(r.status, Status::BootDrift | Status::BootUnknown)),
+    },
+    Family {
+        name: "forksafe_knob_contested",
+        kind: "gauge",
+        help: "1 while something keeps setting the knob back (a fight; see the journal for who).",
+        value: |r| u64::from(r.contested),
     },
     Family {
         name: "forksafe_repairs_total",
         kind: "counter",
         help: "Drift repairs since the daemon started.",
-        value: |_, c| c.repairs,
+        value: |r| r.counters.repairs,
     },
     Family {
         name: "forksafe_last_repair_timestamp_seconds",
         kind: "gauge",
         help: "Unix time of the knob's last repair; 0 if none since the daemon started.",
-        value: |_, c| {
-            c.last_repair
+        value: |r| {
+            r.counters
+                .last_repair
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs())
         },
     },
 ];
+
+/// The liveness stamp moves in steps of this many seconds: the file is rewritten at least
+/// this often while the daemon passes over its knobs, and at most this often when nothing
+/// else changes.
+pub(crate) const LIVENESS_SECS: u64 = 30;
 
 /// A label value, escaped as the text format requires.
 fn label(v: &str) -> String {
@@ -65,15 +86,60 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The metrics file for these knobs: (name, status, counters) each.
-pub(crate) fn metrics(knobs: &[(&str, Status, Counters)]) -> String {
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The metrics file: the build, whether the daemon is up and when it last passed over its
+/// knobs (`last_pass`; `None`: it stopped), and each knob's rows.
+pub(crate) fn metrics(rows: &[Row], last_pass: Option<SystemTime>) -> String {
     let mut out = String::new();
+    family(
+        &mut out,
+        "forksafe_build_info",
+        "gauge",
+        "The running forksafe's version; always 1.",
+    );
+    let _ = writeln!(
+        out,
+        "forksafe_build_info{{version=\"{}\"}} 1",
+        label(env!("CARGO_PKG_VERSION"))
+    );
+    family(
+        &mut out,
+        "forksafe_up",
+        "gauge",
+        "1 while the daemon runs; 0 once it stopped cleanly (a daemon that was killed leaves 1 and a stale forksafe_last_pass_timestamp_seconds).",
+    );
+    let _ = writeln!(out, "forksafe_up {}", u8::from(last_pass.is_some()));
+    let Some(pass) = last_pass else {
+        return out;
+    };
+    let secs = pass
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    family(
+        &mut out,
+        "forksafe_last_pass_timestamp_seconds",
+        "gauge",
+        "Unix time of the daemon's last pass over every knob, in steps of 30 s: older than the interval plus 30 s means the daemon is stuck or gone.",
+    );
+    let _ = writeln!(
+        out,
+        "forksafe_last_pass_timestamp_seconds {}",
+        secs - secs % LIVENESS_SECS
+    );
     for f in &FAMILIES {
-        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
-        for (knob, status, c) in knobs {
-            let value = (f.value)(*status, c);
-            let _ = writeln!(out, "{}{{knob=\"{}\"}} {value}", f.name, label(knob));
+        family(&mut out, f.name, f.kind, f.help);
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "{}{{knob=\"{}\"}} {}",
+                f.name,
+                label(r.knob),
+                (f.value)(r)
+            );
         }
     }
     out
@@ -158,13 +224,19 @@ impl Publisher {
             return;
         }
         if let Some(path) = &s.textfile {
-            let rows: Vec<(&str, Status, Counters)> = s
+            let rows: Vec<Row> = s
                 .knobs
                 .iter()
                 .zip(now.memory)
-                .map(|(k, m)| (k.name(), m.status, m.counters))
+                .map(|(k, m)| Row {
+                    knob: k.name(),
+                    status: m.status,
+                    counters: m.counters,
+                    contested: m.contest.fighting(),
+                })
                 .collect();
-            self.metrics.put(root, path, metrics(&rows));
+            self.metrics
+                .put(root, path, metrics(&rows, Some(SystemTime::now())));
         }
         let state = State {
             pid: std::process::id(),
@@ -192,6 +264,15 @@ impl Publisher {
             .put(root, Path::new(published::PATH), published::render(&state));
         self.last.changed((now.status.to_string(), now.reloads));
     }
+
+    /// The daemon stops cleanly: the metrics say it is down (and nothing of the knobs, which
+    /// no one holds from now on), and the state file goes.
+    pub(crate) fn stopped(&mut self, root: &Root, settings: &Settings) {
+        if let Some(path) = &settings.textfile {
+            self.metrics.put(root, path, metrics(&[], None));
+        }
+        published::remove(root);
+    }
 }
 
 #[cfg(test)]
@@ -206,10 +287,20 @@ mod tests {
                 SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
             ),
         };
-        let text = metrics(&[
-            ("vm.overcommit_memory", Status::BootDrift, c),
-            ("a\"b", Status::Drift, Counters::default()),
-        ]);
+        let row = |knob, status, counters, contested| Row {
+            knob,
+            status,
+            counters,
+            contested,
+        };
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_059);
+        let text = metrics(
+            &[
+                row("vm.overcommit_memory", Status::BootDrift, c, true),
+                row("a\"b", Status::Drift, Counters::default(), false),
+            ],
+            Some(at),
+        );
         for line in [
             "# TYPE forksafe_knob_in_spec gauge",
             "forksafe_knob_in_spec{knob=\"vm.overcommit_memory\"} 1",
@@ -218,9 +309,22 @@ mod tests {
             "forksafe_last_repair_timestamp_seconds{knob=\"vm.overcommit_memory\"} 1700000000",
             "forksafe_knob_in_spec{knob=\"a\\\"b\"} 0",
             "# TYPE forksafe_repairs_total counter",
+            "forksafe_knob_contested{knob=\"vm.overcommit_memory\"} 1",
+            "forksafe_knob_contested{knob=\"a\\\"b\"} 0",
+            "forksafe_up 1",
+            // In steps of 30 s: a file that changes at most twice a minute when idle.
+            "forksafe_last_pass_timestamp_seconds 1700000040",
+            &format!(
+                "forksafe_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+        // Stopped: up 0, and no knob is claimed held.
+        let down = metrics(&[], None);
+        assert!(down.lines().any(|l| l == "forksafe_up 0"), "{down}");
+        assert!(!down.contains("knob="), "{down}");
     }
 
     #[test]

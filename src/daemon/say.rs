@@ -53,7 +53,7 @@ impl Seen {
     /// What a step's result amounts to, to compare with what was said.
     pub(crate) fn after(r: &KnobReport) -> Seen {
         match r.status() {
-            Status::Ok | Status::BootDrift => Seen::Ok,
+            Status::Ok | Status::BootDrift | Status::BootUnknown => Seen::Ok,
             Status::Absent => Seen::Absent,
             Status::Drift => Seen::Drifting(r.current().unwrap_or("").to_string()),
             Status::Error => Seen::Failed(r.error().map(|e| e.to_string()).unwrap_or_default()),
@@ -163,31 +163,45 @@ pub(crate) fn who(root: &Root, sources: &Sources, knob: &Knob) -> String {
     }
 }
 
-/// The entry for a fight's start or its summary; `who` from [`who`].
-pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> Event {
+/// The entry for a fight's start or its summary; `who` from [`who`]. In audit mode a fight
+/// is counted in changes to a wrong value, none repaired.
+pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str, audit: bool) -> Event {
+    let (one, many) = if audit {
+        ("change", "changes")
+    } else {
+        ("repair", "repairs")
+    };
     let event = match talk {
         Talk::Started {
             repairs,
             over,
             values,
-        } => Event::new(
-            EventKind::FightDetected,
-            format!(
-                "{}: something keeps setting it back (to {}; {} in {}); {who}. forksafe keeps \
-                 repairing it at once and at least every {}; its repairs are summarised every \
-                 {} from now on, until it stays at {} for {}",
-                knob.name(),
-                values.describe(),
-                words::count(*repairs, "repair", "repairs"),
-                words::timespan(*over),
-                words::timespan(interval),
-                words::timespan(fight::SUMMARY_EVERY),
-                knob.desired(),
-                words::timespan(interval * fight::CALM),
-            ),
-        )
-        .number("COUNT", *repairs)
-        .field("OBSERVED", values.list().join(",")),
+        } => {
+            let how = if audit {
+                "Audit mode: it is not repaired; its changes".to_string()
+            } else {
+                format!(
+                    "forksafe keeps repairing it at once and at least every {}; its repairs",
+                    words::timespan(interval)
+                )
+            };
+            Event::new(
+                EventKind::FightDetected,
+                format!(
+                    "{}: something keeps setting it back (to {}; {} in {}); {who}. {how} are \
+                     summarised every {} from now on, until it stays at {} for {}",
+                    knob.name(),
+                    values.describe(),
+                    words::count(*repairs, one, many),
+                    words::timespan(*over),
+                    words::timespan(fight::SUMMARY_EVERY),
+                    knob.desired(),
+                    words::timespan(interval * fight::CALM),
+                ),
+            )
+            .number("COUNT", *repairs)
+            .field("OBSERVED", values.list().join(","))
+        }
         Talk::Ongoing {
             repairs,
             since_last,
@@ -196,11 +210,12 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
         } => Event::new(
             EventKind::FightOngoing,
             format!(
-                "{}: still contested: repaired {} in the last {} ({} in {}; set to {}); {who}",
+                "{}: still contested: {} {} in the last {} ({} in {}; set to {}); {who}",
                 knob.name(),
+                if audit { "changed" } else { "repaired" },
                 words::count64(*since_last, "time", "times"),
                 words::timespan(fight::SUMMARY_EVERY),
-                words::count64(*repairs, "repair", "repairs"),
+                words::count64(*repairs, one, many),
                 words::timespan(*lasted),
                 values.describe(),
             ),
@@ -214,13 +229,18 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str) -> 
 }
 
 /// The entry for a fight that is over.
-pub(crate) fn fight_over(knob: &Knob, ended: &Ended) -> Event {
+pub(crate) fn fight_over(knob: &Knob, ended: &Ended, audit: bool) -> Event {
+    let (one, many) = if audit {
+        ("change", "changes")
+    } else {
+        ("repair", "repairs")
+    };
     Event::new(
         EventKind::BackInSpec,
         format!(
             "{}: no longer contested after {} in {}",
             knob.name(),
-            words::count64(ended.repairs, "repair", "repairs"),
+            words::count64(ended.repairs, one, many),
             words::timespan(ended.lasted)
         ),
     )
@@ -238,7 +258,7 @@ pub(crate) fn status_line(
 ) -> String {
     let total = statuses.len();
     let count = |s: Status| statuses.iter().filter(|r| **r == s).count();
-    let ok = count(Status::Ok) + count(Status::BootDrift);
+    let ok = count(Status::Ok) + count(Status::BootDrift) + count(Status::BootUnknown);
     // (a knob not kept at the next boot is in spec now; the suffix says the rest)
     let knobs = words::count(total, "knob", "knobs");
     let mut line = if ok == total {
@@ -248,6 +268,7 @@ pub(crate) fn status_line(
     };
     for (s, what) in [
         (Status::BootDrift, "not kept at the next boot"),
+        (Status::BootUnknown, "with the next boot unknown"),
         (Status::Drift, "drifted"),
         (Status::Absent, "absent"),
         (Status::Error, "failing"),
@@ -377,6 +398,19 @@ impl Said {
                     Event::new(
                         EventKind::BackInSpec,
                         format!("{}: the next boot keeps {} again", k.name(), k.desired()),
+                    )
+                    .field("KNOB", k.name())
+                    .field("EXPECTED", k.desired())
+                } else if boot.right && boot.overrides.is_empty() {
+                    // Nothing read says otherwise; something unread could.
+                    Event::new(
+                        EventKind::BootOverride,
+                        format!(
+                            "{}: whether the next boot keeps {} is unknown: {text}. Make the \
+                             file readable by forksafe (or remove it)",
+                            k.name(),
+                            k.desired()
+                        ),
                     )
                     .field("KNOB", k.name())
                     .field("EXPECTED", k.desired())
@@ -560,17 +594,31 @@ mod tests {
             &talk,
             Duration::from_secs(1),
             "no known tuner is running",
+            false,
         );
         assert_eq!(e.kind(), EventKind::FightDetected);
-        assert!(e.message().starts_with("vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2s); no known tuner is running."), "{}", e.message());
+        assert_eq!(
+            e.message(),
+            "vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2s); \
+             no known tuner is running. forksafe keeps repairing it at once and at least every \
+             1s; its repairs are summarised every 10min from now on, until it stays at 1 \
+             for 10s"
+        );
         assert_eq!(e.get("COUNT").as_deref(), Some("3"));
         assert_eq!(e.get("OBSERVED").as_deref(), Some("0,2"));
+        let e = fight(&s.knobs[0], &talk, Duration::from_secs(1), "who", true);
+        assert!(
+            e.message()
+                .contains("(to 0, 2; 3 changes in 2s); who. Audit mode: it is not repaired; its changes are summarised"),
+            "{}",
+            e.message()
+        );
         // Under a second: milliseconds, never "0ns"; an empty value is said as such.
         let mut c = fight::Contest::new(Duration::from_millis(100));
         c.repaired(t0, "0");
         c.repaired(t0 + Duration::from_millis(100), "");
         let talk = c.repaired(t0 + Duration::from_millis(300), "0").unwrap();
-        let e = fight(&s.knobs[0], &talk, Duration::from_millis(100), "x");
+        let e = fight(&s.knobs[0], &talk, Duration::from_millis(100), "x", false);
         assert!(
             e.message().starts_with(
                 "vm.overcommit_memory: something keeps setting it back (to (empty), 0; 3 repairs in 300ms); x. \

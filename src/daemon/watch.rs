@@ -3,12 +3,15 @@
 //! when someone else writes, so knob files can be watched through the host's instances
 //! bound elsewhere (`--watch-via`).
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 use crate::knob::Resolved;
+use crate::os::report::Memo;
 use crate::os::root::Root;
 use crate::sysctl_d;
 
@@ -30,9 +33,20 @@ pub(crate) struct Changes {
     pub(crate) overflow: bool,
 }
 
+/// Whether a name in a sysctl.d directory is one systemd-sysctl reads: `*.conf`, not hidden
+/// and not a backup. Our own temp files (hidden) and editors' leftovers raise events that
+/// change nothing at boot, and never make the daemon look again: a write that keeps failing
+/// must not feed itself.
+fn read_at_boot(name: &OsStr) -> bool {
+    name.as_bytes().ends_with(b".conf") && !sysctl_d::hidden_or_backup(name)
+}
+
 /// inotify watches on the sysctl.d directories that exist and on every knob's file.
 pub(crate) struct Watch {
     pub(crate) inotify: Option<Inotify>,
+    /// A watch could not be added (the watch limit, no memory): said once; the poll and
+    /// the rescan cover what is not watched.
+    short: Memo<String>,
     /// The directories watched, as named under the root and as resolved.
     dirs: Vec<(PathBuf, PathBuf, WatchDescriptor)>,
     /// Where the host's procfs and sysfs are bound (`--watch-via`), and the root they
@@ -54,11 +68,29 @@ impl Watch {
             .ok();
         Watch {
             inotify,
+            short: Memo::default(),
             dirs: Vec::new(),
             via: None,
         }
     }
+}
 
+/// Say once that `what` could not be watched, and what covers it instead.
+fn cannot_watch(short: &mut Memo<String>, what: &str, e: nix::errno::Errno) {
+    let hint = if e == nix::errno::Errno::ENOSPC {
+        " (the inotify watch limit, fs.inotify.max_user_watches, is reached)"
+    } else {
+        ""
+    };
+    if short.changed(e.to_string()) {
+        log::warn!(
+            "cannot watch {what}: {e}{hint}; what is not watched is checked by the poll \
+                 every interval and sysctl.d every {RESCAN:?} (said once)"
+        );
+    }
+}
+
+impl Watch {
     /// The path to watch for a knob file: its mirror under `--watch-via` when there is
     /// one, else the file itself.
     fn watch_path(&self, real: &Path) -> PathBuf {
@@ -92,15 +124,22 @@ impl Watch {
             if self.dirs.iter().any(|(n, _, _)| *n == named) {
                 continue;
             }
-            // Two names for one directory (merged /usr) get one watch.
-            let Ok(real) = named.canonicalize() else {
+            // Links followed inside the root; two names for one directory (merged /usr)
+            // get one watch.
+            let Ok(real) = root.resolve(dir) else {
                 continue;
             };
+            if !real.is_dir() {
+                continue;
+            }
             if let Some((_, _, wd)) = self.dirs.iter().find(|(_, r, _)| *r == real) {
                 let wd = *wd;
                 self.dirs.push((named, real, wd));
-            } else if let Ok(wd) = ino.add_watch(&real, flags) {
-                self.dirs.push((named, real, wd));
+                continue;
+            }
+            match ino.add_watch(&real, flags) {
+                Ok(wd) => self.dirs.push((named, real, wd)),
+                Err(e) => cannot_watch(&mut self.short, dir, e),
             }
         }
     }
@@ -114,7 +153,14 @@ impl Watch {
     ) -> Option<WatchDescriptor> {
         let ino = self.inotify.as_ref()?;
         let path = at.map(|at| self.watch_path(at.real()));
-        let new = path.and_then(|p| ino.add_watch(&p, AddWatchFlags::IN_MODIFY).ok());
+        let new = match path.map(|p| (ino.add_watch(&p, AddWatchFlags::IN_MODIFY), p)) {
+            Some((Ok(wd), _)) => Some(wd),
+            Some((Err(e), p)) => {
+                cannot_watch(&mut self.short, &p.display().to_string(), e);
+                None
+            }
+            None => None,
+        };
         if old.is_some() && old != new {
             self.unwatch(old);
         }
@@ -150,14 +196,36 @@ impl Watch {
                     continue;
                 }
                 if self.dirs.iter().any(|(_, _, wd)| *wd == e.wd) {
-                    changes.sysctl_d = true;
                     if e.mask.contains(AddWatchFlags::IN_IGNORED) {
                         // A watched directory went away: re-add what exists.
                         self.dirs.clear();
                     }
+                    changes.sysctl_d |= e.name.as_deref().is_none_or(read_at_boot);
                 }
             }
         }
         changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_systemd_reads_makes_a_look() {
+        for name in ["99-zz-forksafe.conf", "50-x.conf"] {
+            assert!(read_at_boot(OsStr::new(name)), "{name}");
+        }
+        // Refused: our own temp file, an editor's backup, another extension.
+        for name in [
+            ".99-zz-forksafe.conf.4242.tmp",
+            ".x.conf",
+            "x.conf~",
+            "x.conf.dpkg-old",
+            "README",
+        ] {
+            assert!(!read_at_boot(OsStr::new(name)), "{name}");
+        }
     }
 }

@@ -380,6 +380,10 @@ pub(super) fn sysctl_d(settings: &Settings, survey: &Survey, daemon_running: boo
         {
             msg.push_str(&format!("; overridden by {o}"));
         }
+        if let Some(unknown) = boot.unknown() {
+            msg.push_str(&format!("; {unknown}"));
+            worst = worst.max(Verdict::Unknown);
+        }
         msgs.push(msg);
         if boot.right && boot.overrides.is_empty() {
             continue;

@@ -21,21 +21,29 @@ mod shell;
 pub(crate) use finding::{Finding, Place};
 use places::Scan;
 
+/// What a scan found, and the bound it stopped at when the machine had more to read than a
+/// scan reads (then what was not read is unknown, not clean).
+pub(crate) struct Found {
+    /// Every line that sets a managed knob.
+    pub(crate) findings: Vec<Finding>,
+    /// What was not read, when a bound was hit.
+    pub(crate) incomplete: Option<String>,
+}
+
 /// Every finding on the machine under `root`, for the knobs in `settings`; sysctl.d as the
 /// `survey` judged it.
-pub(crate) fn scan(root: &Root, settings: &Settings, survey: &Survey) -> Vec<Finding> {
-    let mut s = Scan {
-        root,
-        targets: shell::targets(settings),
-        out: Vec::new(),
-    };
+pub(crate) fn scan(root: &Root, settings: &Settings, survey: &Survey) -> Found {
+    let mut s = Scan::new(root, shell::targets(settings));
     s.rc_local();
     s.units();
     s.cron();
     s.sysctl_d(settings.dropin.as_deref(), survey);
     s.kernel_cmdline();
     s.tuned();
-    s.out
+    Found {
+        findings: s.out,
+        incomplete: s.budget.hit,
+    }
 }
 
 /// The runtime findings that set each knob to something else, for the daemon's journal
@@ -43,16 +51,14 @@ pub(crate) fn scan(root: &Root, settings: &Settings, survey: &Survey) -> Vec<Fin
 #[derive(Default)]
 pub(crate) struct Sources {
     found: Vec<Finding>,
+    /// What the scan did not read, when it hit a bound.
+    pub(crate) incomplete: Option<String>,
 }
 
 impl Sources {
     /// Scan now.
     pub(crate) fn scan(root: &Root, settings: &Settings) -> Sources {
-        let mut s = Scan {
-            root,
-            targets: shell::targets(settings),
-            out: Vec::new(),
-        };
+        let mut s = Scan::new(root, shell::targets(settings));
         s.rc_local();
         s.units();
         s.cron();
@@ -63,12 +69,13 @@ impl Sources {
                 .into_iter()
                 .filter(|f| f.acts_at_runtime() && !f.redundant())
                 .collect(),
+            incomplete: s.budget.hit,
         }
     }
 
-    /// Scan again (the periodic safety net).
-    pub(crate) fn refresh(&mut self, root: &Root, settings: &Settings) {
-        *self = Sources::scan(root, settings);
+    /// How many places were found.
+    pub(crate) fn len(&self) -> usize {
+        self.found.len()
     }
 
     /// Where the wrong value of `knob` likely comes from: `file:line (what)`, `; `-joined.

@@ -3,6 +3,9 @@
 //! sysctl.d (judged from the survey's boot values, never again), and tuned profiles with
 //! their `include=` chains. Each line that writes a managed knob becomes a [`Finding`].
 
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::finding::{Finding, Place};
@@ -18,16 +21,84 @@ use crate::os::root::Root;
 /// Where THP's sysfs files are, as a path on the system.
 const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage/";
 
+/// The most one scan reads: files (each at most 1 MiB), bytes in all, and entries listed
+/// per directory. A machine with more is scanned as far as this, and the scan says so.
+const MAX_FILES: usize = 20_000;
+const MAX_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_ENTRIES: usize = 20_000;
+
+/// What one scan may still read, and the bound it hit, if any.
+pub(super) struct Budget {
+    files: usize,
+    bytes: u64,
+    /// The first bound the scan hit: what was not read.
+    pub(super) hit: Option<String>,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            files: MAX_FILES,
+            bytes: MAX_BYTES,
+            hit: None,
+        }
+    }
+}
+
 /// One scan: the knobs looked for, and what was found so far.
 pub(super) struct Scan<'a> {
     pub(super) root: &'a Root,
     pub(super) targets: Vec<Target<'a>>,
     pub(super) out: Vec<Finding>,
+    pub(super) budget: Budget,
+    /// The units `systemctl enable` pulled in, listed once per scan.
+    enabled: Option<HashSet<OsString>>,
 }
 
-impl Scan<'_> {
-    fn read(&self, path: &str) -> Option<Vec<u8>> {
-        self.root.read(path, fsread::CONFIG_LIMIT).ok()
+impl<'a> Scan<'a> {
+    /// A scan of `root` for `targets`.
+    pub(super) fn new(root: &'a Root, targets: Vec<Target<'a>>) -> Scan<'a> {
+        Scan {
+            root,
+            targets,
+            out: Vec::new(),
+            budget: Budget::default(),
+            enabled: None,
+        }
+    }
+
+    /// Read a file under the root, within the scan's budget.
+    fn read(&mut self, path: &str) -> Option<Vec<u8>> {
+        read_within(self.root, &mut self.budget, path)
+    }
+
+    /// The managed knobs one line of shell text writes; a file it loads (`sysctl -p`) is
+    /// read within the budget.
+    fn writes(&mut self, text: &str) -> Vec<Write> {
+        let (root, budget) = (self.root, &mut self.budget);
+        let mut read_file = |p: &str| read_within(root, budget, p);
+        scan_line(text, &self.targets, &mut read_file)
+    }
+
+    /// Whether `unit` is pulled in at boot: a link in some `*.wants/` or `*.requires/`
+    /// under /etc/systemd/system (where `systemctl enable` puts them).
+    fn unit_enabled(&mut self, unit: &str) -> bool {
+        let root = self.root;
+        let budget = &mut self.budget;
+        self.enabled
+            .get_or_insert_with(|| {
+                let mut set = HashSet::new();
+                for d in list_dir(root, budget, "/etc/systemd/system") {
+                    let name = d.to_string_lossy();
+                    if name.ends_with(".wants") || name.ends_with(".requires") {
+                        for link in list_dir(root, budget, &name) {
+                            set.extend(link.file_name().map(OsStr::to_os_string));
+                        }
+                    }
+                }
+                set
+            })
+            .contains(OsStr::new(unit))
     }
 
     fn push(&mut self, file: &Path, line: usize, text: &str, w: Write, place: Place) {
@@ -66,15 +137,13 @@ impl Scan<'_> {
             return;
         };
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        let root = self.root;
-        let read_file = |p: &str| root.read(p, fsread::CONFIG_LIMIT).ok();
         for (n, line) in text.lines().enumerate() {
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
             let body = drop_words(trimmed, skip(trimmed));
-            for w in scan_line(body, &self.targets, &read_file) {
+            for w in self.writes(body) {
                 self.push(file, n + 1, trimmed, w, place.clone());
             }
         }
@@ -102,10 +171,10 @@ impl Scan<'_> {
             }
         };
         self.shell_file(Path::new("/etc/crontab"), &Place::Cron, schedule(true));
-        for f in list_dir(self.root, "/etc/cron.d") {
+        for f in list_dir(self.root, &mut self.budget, "/etc/cron.d") {
             self.shell_file(&f, &Place::Cron, schedule(true));
         }
-        for f in list_dir(self.root, "/var/spool/cron/crontabs") {
+        for f in list_dir(self.root, &mut self.budget, "/var/spool/cron/crontabs") {
             self.shell_file(&f, &Place::Cron, schedule(false));
         }
     }
@@ -113,12 +182,12 @@ impl Scan<'_> {
     pub(super) fn units(&mut self) {
         let dir = "/etc/systemd/system";
         let mut files = Vec::new();
-        for f in list_dir(self.root, dir) {
+        for f in list_dir(self.root, &mut self.budget, dir) {
             let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
             match name {
                 Some(n) if n.ends_with(".d") => {
                     let unit = n.trim_end_matches(".d").to_string();
-                    for d in list_dir(self.root, &f.to_string_lossy()) {
+                    for d in list_dir(self.root, &mut self.budget, &f.to_string_lossy()) {
                         if d.extension().is_some_and(|e| e == "conf") {
                             files.push((unit.clone(), d));
                         }
@@ -129,13 +198,11 @@ impl Scan<'_> {
             }
         }
         for (unit, file) in files {
-            let enabled = unit_enabled(self.root, &unit);
+            let enabled = self.unit_enabled(&unit);
             let Some(bytes) = self.read(&file.to_string_lossy()) else {
                 continue;
             };
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            let root = self.root;
-            let read_file = |p: &str| root.read(p, fsread::CONFIG_LIMIT).ok();
             for (n, line) in text.lines().enumerate() {
                 let Some((key, cmd)) = line.trim().split_once('=') else {
                     continue;
@@ -145,7 +212,7 @@ impl Scan<'_> {
                 }
                 // ExecStart= prefixes: - @ : + ! change how it runs, not what.
                 let cmd = cmd.trim().trim_start_matches(['-', '@', ':', '+', '!']);
-                for w in scan_line(cmd, &self.targets, &read_file) {
+                for w in self.writes(cmd) {
                     let place = Place::Unit {
                         name: unit.clone(),
                         enabled,
@@ -172,7 +239,7 @@ impl Scan<'_> {
         }
         let mut files = vec![PathBuf::from("/etc/default/grub")];
         files.extend(
-            list_dir(self.root, "/etc/default/grub.d")
+            list_dir(self.root, &mut self.budget, "/etc/default/grub.d")
                 .into_iter()
                 .filter(|f| f.extension().is_some_and(|e| e == "cfg")),
         );
@@ -245,7 +312,7 @@ impl Scan<'_> {
         if active.is_empty() {
             return;
         }
-        let enabled = unit_enabled(self.root, "tuned.service");
+        let enabled = self.unit_enabled("tuned.service");
         // `active_profile` may name several profiles, merged in order.
         for name in active.split_whitespace() {
             let mut seen = Vec::new();
@@ -266,7 +333,7 @@ impl Scan<'_> {
             return;
         }
         seen.push(name.to_string());
-        let Some((file, text)) = tuned_conf(self.root, name) else {
+        let Some((file, text)) = tuned_conf(self.root, &mut self.budget, name) else {
             return;
         };
         let place = Place::Tuned {
@@ -332,38 +399,54 @@ impl Scan<'_> {
     }
 }
 
-/// The regular files of a directory under the root, sorted, as paths on the system.
-fn list_dir(root: &Root, dir: &str) -> Vec<PathBuf> {
-    let Some(under) = root.join(dir) else {
+/// Read `path` under the root if the budget allows; a file past it is not read, and the
+/// budget says what was left.
+fn read_within(root: &Root, budget: &mut Budget, path: &str) -> Option<Vec<u8>> {
+    if budget.files == 0 || budget.bytes == 0 {
+        budget.hit.get_or_insert_with(|| {
+            format!(
+                "the scan stopped at {MAX_FILES} files or {} MiB read; {path} and what comes after it were not read",
+                MAX_BYTES >> 20
+            )
+        });
+        return None;
+    }
+    budget.files -= 1;
+    let limit = budget.bytes.min(fsread::CONFIG_LIMIT);
+    let bytes = root.read(path, limit).ok()?;
+    budget.bytes = budget.bytes.saturating_sub(bytes.len() as u64);
+    Some(bytes)
+}
+
+/// The entries of a directory under the root (not hidden), sorted, as paths on the
+/// system; at most [`MAX_ENTRIES`], and the budget says when there were more.
+fn list_dir(root: &Root, budget: &mut Budget, dir: &str) -> Vec<PathBuf> {
+    let Ok(under) = root.resolve(dir) else {
         return Vec::new();
     };
     let Ok(entries) = std::fs::read_dir(under) else {
         return Vec::new();
     };
-    let mut out: Vec<PathBuf> = entries
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| Path::new(dir).join(e.file_name()))
-        .collect();
+    let mut out: Vec<PathBuf> = Vec::new();
+    for e in entries.flatten() {
+        if e.file_name().as_bytes().starts_with(b".") {
+            continue;
+        }
+        if out.len() >= MAX_ENTRIES {
+            budget.hit.get_or_insert_with(|| {
+                format!("{dir} has more than {MAX_ENTRIES} entries; the rest were not read")
+            });
+            break;
+        }
+        out.push(Path::new(dir).join(e.file_name()));
+    }
     out.sort();
     out
 }
 
-/// Whether a unit is pulled in at boot: a link in some `*.wants/` or `*.requires/` under
-/// /etc/systemd/system (where `systemctl enable` puts them).
-fn unit_enabled(root: &Root, unit: &str) -> bool {
-    list_dir(root, "/etc/systemd/system").iter().any(|d| {
-        let name = d.to_string_lossy();
-        (name.ends_with(".wants") || name.ends_with(".requires"))
-            && root
-                .join(d.join(unit))
-                .is_some_and(|p| std::fs::symlink_metadata(p).is_ok())
-    })
-}
-
 /// A tuned profile's file: `/etc/tuned` over `/usr/lib/tuned`, each with or without the
 /// `profiles/` level newer tuned uses.
-fn tuned_conf(root: &Root, name: &str) -> Option<(PathBuf, String)> {
+fn tuned_conf(root: &Root, budget: &mut Budget, name: &str) -> Option<(PathBuf, String)> {
     if name.contains('/') || name.starts_with('.') {
         return None;
     }
@@ -374,10 +457,7 @@ fn tuned_conf(root: &Root, name: &str) -> Option<(PathBuf, String)> {
         "/usr/lib/tuned",
     ] {
         let file = Path::new(base).join(name).join("tuned.conf");
-        if let Some(Ok(bytes)) = root
-            .join(&file)
-            .map(|p| fsread::read(&p, fsread::CONFIG_LIMIT))
-        {
+        if let Some(bytes) = read_within(root, budget, &file.to_string_lossy()) {
             return Some((file, String::from_utf8_lossy(&bytes).into_owned()));
         }
     }

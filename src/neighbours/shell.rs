@@ -199,7 +199,7 @@ fn printed(cmd: &[String]) -> Option<String> {
 fn shell_writes(
     text: &str,
     targets: &[Target],
-    read_file: &dyn Fn(&str) -> Option<Vec<u8>>,
+    read_file: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
     depth: u8,
 ) -> Vec<Write> {
     let mut out = Vec::new();
@@ -257,7 +257,7 @@ fn shell_writes(
 fn sysctl_writes(
     cmd: &[String],
     targets: &[Target],
-    read_file: &dyn Fn(&str) -> Option<Vec<u8>>,
+    read_file: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
 ) -> Vec<Write> {
     let mut out = Vec::new();
     let mut args = cmd.iter().skip(1).peekable();
@@ -327,7 +327,7 @@ fn mentions(text: &str, targets: &[Target]) -> Option<usize> {
 pub(super) fn scan_line(
     text: &str,
     targets: &[Target],
-    read_file: &dyn Fn(&str) -> Option<Vec<u8>>,
+    read_file: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
 ) -> Vec<Write> {
     let found = shell_writes(text, targets, read_file, 0);
     if found.is_empty() {
@@ -382,8 +382,8 @@ mod tests {
     fn writes(line: &str) -> Vec<(String, Option<String>)> {
         let s = settings();
         let t = targets(&s);
-        let none = |_: &str| None;
-        scan_line(line, &t, &none)
+        let mut none = |_: &str| None;
+        scan_line(line, &t, &mut none)
             .into_iter()
             .map(|w| (t[w.target].knob.name().to_string(), w.value))
             .collect()
@@ -468,9 +468,9 @@ mod tests {
     fn sysctl_p_reads_the_file_it_loads() {
         let s = settings();
         let t = targets(&s);
-        let file =
+        let mut file =
             |p: &str| (p == "/etc/sysctl.conf").then(|| b"vm.overcommit_memory = 2\n".to_vec());
-        let found = scan_line("sysctl -p", &t, &file);
+        let found = scan_line("sysctl -p", &t, &mut file);
         assert_eq!(
             found,
             [Write {
@@ -478,8 +478,9 @@ mod tests {
                 value: Some("2".into())
             }]
         );
-        let other = |p: &str| (p == "/etc/my.conf").then(|| b"vm.overcommit_memory=0\n".to_vec());
-        let found = scan_line("sysctl -p /etc/my.conf", &t, &other);
+        let mut other =
+            |p: &str| (p == "/etc/my.conf").then(|| b"vm.overcommit_memory=0\n".to_vec());
+        let found = scan_line("sysctl -p /etc/my.conf", &t, &mut other);
         assert_eq!(
             found,
             [Write {
@@ -511,8 +512,8 @@ mod tests {
     /// text does not tell).
     fn scan_text(settings: &Settings, text: &str) -> Vec<(String, Option<String>)> {
         let t = targets(settings);
-        let none = |_: &str| None;
-        scan_line(text, &t, &none)
+        let mut none = |_: &str| None;
+        scan_line(text, &t, &mut none)
             .into_iter()
             .filter_map(|w| Some((t.get(w.target)?.knob.name().to_string(), w.value)))
             .collect()

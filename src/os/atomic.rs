@@ -57,7 +57,7 @@ pub(crate) enum Durability {
 /// fsync the directory (again for `Boot`); then read it back. The caller has decided that
 /// the file is ours (or absent). Returns whether the directory had to be created. rename(2)
 /// replaces a symlink at `path` rather than writing through it; the temp file is opened
-/// with O_NOFOLLOW and O_EXCL.
+/// with O_NOFOLLOW and O_EXCL; links in the directory's path are followed inside the root.
 pub(crate) fn write(
     root: &Root,
     path: &Path,
@@ -70,16 +70,20 @@ pub(crate) fn write(
         what,
         err,
     };
-    let target = root
-        .join(path)
-        .ok_or_else(|| err("path", io::Error::from(io::ErrorKind::InvalidInput)))?;
-    let dir = target
+    // The directory with its links followed inside the root: a link never leads a write
+    // out of it.
+    let named_dir = path
         .parent()
         .ok_or_else(|| err("path", io::Error::from(io::ErrorKind::InvalidInput)))?;
-    let name = target
+    let dir = root
+        .resolve(named_dir)
+        .map_err(|e| err("resolving its directory", e))?;
+    let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .ok_or_else(|| err("path", io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let target = dir.join(name);
+    let dir = dir.as_path();
+    let name = name.to_string_lossy();
     let created = !dir.exists();
     if created {
         fs::create_dir_all(dir).map_err(|e| err("creating its directory", e))?;

@@ -23,6 +23,9 @@ pub struct Boot {
     pub(crate) shadowed: Vec<Assignment>,
     /// A file that makes systemd-sysctl apply nothing at the next boot (it blocks on it).
     pub(crate) blocked_by: Option<PathBuf>,
+    /// Files forksafe could not read that could change the value (each `file: why`): the
+    /// next boot cannot be judged while there are any.
+    pub(crate) unjudged: Vec<String>,
 }
 
 impl Boot {
@@ -47,12 +50,14 @@ impl Boot {
 
     /// What `check` and `apply` say about the next boot, each fact once: what the next boot
     /// sets when it is wrong ([`Boot::explain`]), unless a line that overrides it says the
-    /// same already; then each line that overrides it.
+    /// same already; why it cannot be judged, if so ([`Boot::unknown`]); then each line
+    /// that overrides it.
     pub(crate) fn facts(&self) -> Vec<String> {
         let said = |v: &Assignment| self.overrides.contains(v);
         let explain =
             !self.right && (self.blocked_by.is_some() || !self.value.as_ref().is_some_and(said));
         let mut out: Vec<String> = explain.then(|| self.explain()).into_iter().collect();
+        out.extend(self.unknown());
         out.extend(self.overrides.iter().map(|o| format!("overridden by {o}")));
         out
     }
@@ -60,7 +65,18 @@ impl Boot {
     /// Whether the next boot keeps the desired value: systemd-sysctl sets it, and nothing
     /// (procps' `/etc/sysctl.conf` included) sets it to anything else.
     pub(crate) fn keeps(&self) -> bool {
-        self.right && self.overrides.is_empty()
+        self.right && self.overrides.is_empty() && self.unjudged.is_empty()
+    }
+
+    /// Why the next boot cannot be judged (`None` when it can): the files forksafe could
+    /// not read that could change the value.
+    pub(crate) fn unknown(&self) -> Option<String> {
+        (!self.unjudged.is_empty()).then(|| {
+            format!(
+                "the next boot cannot be judged: forksafe could not read what could set it ({})",
+                self.unjudged.join("; ")
+            )
+        })
     }
 
     /// Why the next boot does not keep the value, in one line; `None` when it does. The
@@ -68,6 +84,8 @@ impl Boot {
     pub(crate) fn trouble(&self) -> Option<String> {
         if self.keeps() {
             None
+        } else if self.right && self.overrides.is_empty() {
+            self.unknown()
         } else if self.overrides.is_empty() {
             Some(self.explain())
         } else {

@@ -60,8 +60,12 @@ impl DropinState {
 
 /// Look at the drop-in at `path` (under `root`) and compare it with `expected`.
 pub(crate) fn inspect(root: &Root, path: &Path, expected: &str) -> DropinState {
-    let Some(real) = root.join(path) else {
-        return DropinState::Unreadable("path escapes the root".into());
+    // The directory's links are followed inside the root; a link at the path itself is
+    // looked at, never followed.
+    let real = match (path.parent().map(|d| root.resolve(d)), path.file_name()) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        (Some(Err(e)), _) => return DropinState::Unreadable(e.to_string()),
+        _ => return DropinState::Unreadable("not a file path".into()),
     };
     match fs::symlink_metadata(&real) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DropinState::Missing,

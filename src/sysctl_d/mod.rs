@@ -23,6 +23,8 @@
 //! `/etc/sysctl.d/99-sysctl.conf`), but procps' `sysctl --system` applies it last; it is
 //! parsed separately so that an assignment there can be reported.
 
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::os::fsread;
@@ -38,16 +40,21 @@ pub(crate) use assignment::SYSCTL_CONF;
 pub use assignment::{Assignment, normalize_key, parse};
 use assignment::{applies, is_glob};
 pub use boot::Boot;
-pub(crate) use files::DIRS;
 pub use files::Skipped;
+pub(crate) use files::{DIRS, hidden_or_backup};
 use files::{Listed, list_files};
 pub use glob::glob_match;
 
 /// systemd-sysctl's table after reading every file: one entry per key, in the order
-/// systemd applies them.
+/// systemd applies them. Built in one pass (a key's entry is found by a hash lookup), so a
+/// file of a hundred thousand keys costs what reading it costs.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
     entries: Vec<Assignment>,
+    /// Explicit keys (and `-key` exclusions): the index of their entry.
+    explicit: HashMap<String, usize>,
+    /// The entries that are globs with a value, in table order.
+    globs: Vec<usize>,
     /// Every assignment in reading order (before later ones replaced earlier ones).
     history: Vec<Assignment>,
     /// What `/etc/sysctl.conf` assigns (procps applies it after everything else).
@@ -59,21 +66,50 @@ pub struct Table {
 }
 
 impl Table {
-    /// Build the table from assignments in reading order.
+    /// Build the table from assignments in reading order: for one key, a later assignment
+    /// replaces an earlier one and takes its place at the end, unless it sets the same
+    /// value, which keeps the earlier one's place.
     pub fn from_assignments(all: Vec<Assignment>) -> Table {
-        let mut entries: Vec<Assignment> = Vec::new();
+        // Slots in order; a replaced entry leaves a hole, closed at the end.
+        let mut slots: Vec<Option<&Assignment>> = Vec::with_capacity(all.len());
+        let mut at: HashMap<&str, usize> = HashMap::with_capacity(all.len());
         for a in &all {
-            match entries.iter().position(|e| e.key == a.key) {
-                Some(i) if entries.get(i).is_some_and(|e| e.value == a.value) => {}
+            match at.get(a.key.as_str()).copied() {
+                Some(i)
+                    if slots
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|e| e.value == a.value) => {}
                 Some(i) => {
-                    entries.remove(i);
-                    entries.push(a.clone());
+                    if let Some(slot) = slots.get_mut(i) {
+                        *slot = None;
+                    }
+                    at.insert(&a.key, slots.len());
+                    slots.push(Some(a));
                 }
-                None => entries.push(a.clone()),
+                None => {
+                    at.insert(&a.key, slots.len());
+                    slots.push(Some(a));
+                }
+            }
+        }
+        let entries: Vec<Assignment> = slots.into_iter().flatten().cloned().collect();
+        let mut explicit = HashMap::new();
+        let mut globs = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if is_glob(&e.key) {
+                if e.value.is_some() {
+                    globs.push(i);
+                }
+            } else {
+                explicit.insert(e.key.clone(), i);
             }
         }
         Table {
             entries,
+            explicit,
+            globs,
             history: all,
             ..Table::default()
         }
@@ -95,6 +131,7 @@ impl Table {
                         file: shown,
                         why: format!("{e} (systemd-sysctl reads it; forksafe cannot judge it)"),
                         blocks_boot: false,
+                        may_set: true,
                     }),
                     Err(fsread::ReadError::NotRegular(kind)) => {
                         // Replaced between listing and reading: judge it next time.
@@ -109,8 +146,13 @@ impl Table {
         let mut table = Table::from_assignments(all);
         table.unreadable = unreadable;
         table.skipped = skipped;
-        if let Ok(bytes) = root.read(SYSCTL_CONF, fsread::CONFIG_LIMIT) {
-            table.sysctl_conf = parse(&bytes, Path::new(SYSCTL_CONF));
+        match root.read(SYSCTL_CONF, fsread::CONFIG_LIMIT) {
+            Ok(bytes) => table.sysctl_conf = parse(&bytes, Path::new(SYSCTL_CONF)),
+            Err(e) if e.is_not_found() => {}
+            // procps applies it last: what it says cannot be known.
+            Err(e) => table
+                .unreadable
+                .push((PathBuf::from(SYSCTL_CONF), e.to_string())),
         }
         table
     }
@@ -118,12 +160,41 @@ impl Table {
     /// The entry that decides `key` at boot: its explicit entry (which may be a `-key`
     /// exclusion), else the last glob that matches it.
     fn winner(&self, key: &str) -> Option<&Assignment> {
-        if let Some(e) = self.entries.iter().find(|e| e.key == key) {
-            return Some(e);
+        if let Some(&i) = self.explicit.get(key) {
+            return self.entries.get(i);
         }
-        self.entries
+        self.globs
             .iter()
-            .rfind(|e| e.value.is_some() && is_glob(&e.key) && glob_match(&e.key, key))
+            .rev()
+            .filter_map(|&i| self.entries.get(i))
+            .find(|e| glob_match(&e.key, key))
+    }
+
+    /// The files forksafe could not read that could change what the next boot sets `key`
+    /// to (given what wins among the files it read), each with why: a file sorting before
+    /// an explicit winner cannot (the later explicit line wins), anything else can.
+    fn unjudged(&self, winner: Option<&Assignment>) -> Vec<String> {
+        let name = |p: &Path| p.file_name().map(|n| n.as_bytes().to_vec());
+        let before_winner = |file: &Path| match winner {
+            Some(w) if !is_glob(&w.key) && file != Path::new(SYSCTL_CONF) => {
+                name(file) < name(&w.file)
+            }
+            _ => false,
+        };
+        let skipped = self
+            .skipped
+            .iter()
+            .filter(|s| s.may_set)
+            .map(|s| (s.file.as_path(), s.why.as_str()));
+        let unreadable = self
+            .unreadable
+            .iter()
+            .map(|(f, e)| (f.as_path(), e.as_str()));
+        skipped
+            .chain(unreadable)
+            .filter(|(file, _)| !before_winner(file))
+            .map(|(file, why)| format!("{}: {why}", file.display()))
+            .collect()
     }
 
     /// Every assignment of `key` (explicit or by a glob), in sysctl.d in reading order, then
@@ -180,6 +251,11 @@ impl Table {
             .cloned()
             .collect();
         Boot {
+            unjudged: if blocked_by.is_some() {
+                Vec::new()
+            } else {
+                self.unjudged(winner)
+            },
             value,
             right,
             overrides,

@@ -352,8 +352,13 @@ pub fn set_file(path: &std::path::Path, text: &str) {
         .truncate(false)
         .open(path)
         .unwrap();
+    let before = f.metadata().unwrap().len();
     f.write_all_at(text.as_bytes(), 0).unwrap();
-    f.set_len(text.len() as u64).unwrap();
+    // Only a shorter value is cut: a set_len after a longer write could extend, with zeros,
+    // what the daemon has just written back (it truncates: a fixture file is not a knob).
+    if (text.len() as u64) < before {
+        f.set_len(text.len() as u64).unwrap();
+    }
 }
 
 pub fn write_knob(path: &str, value: &str) -> std::io::Result<()> {
