@@ -33,9 +33,12 @@ mod words;
 
 pub use cli::{Outcome, run};
 pub use config::{DEFAULT_CONFIG, Settings, Source};
-pub use doctor::Verdict;
+pub use doctor::ask::Answers;
 pub use doctor::db::judge;
-pub use doctor::resp::{Answers, Reply, parse_info, parse_tcp, parse_unix, read_reply};
+pub use doctor::identity::{Container, Pod, Target};
+pub use doctor::listen::{parse_tcp, parse_unix};
+pub use doctor::resp::{Reply, parse_info, read_reply};
+pub use doctor::{ForkNow, Verdict};
 pub use knob::{Kind, Knob, WRITE_TRIES, normalize, sysctl_key_to_path};
 pub use os::root::Root;
 pub use sysctl_d::{Table, glob_match, normalize_key, parse};

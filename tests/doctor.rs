@@ -454,3 +454,29 @@ fn a_rollup_without_rss_is_said_as_such() {
         );
     }
 }
+
+/// `--strict`: "nothing fails, but not everything is known" is not OK for a probe (exit 1);
+/// without it, exit 0 as before; a failure is 1 either way; it goes with doctor only.
+#[test]
+fn strict_makes_an_incomplete_diagnosis_exit_1() {
+    let tree = Tree::new("30-doctor-safe");
+    // A fixture has no live database to ask: those checks are unknown.
+    let o = tree.run(&["doctor", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["safe"].as_bool(), v["complete"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(tree.run(&["doctor", "--strict"]).status.code(), Some(1));
+    let o = tree.run(&["doctor", "--strict", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["safe"], true,
+        "the JSON says the same as without --strict"
+    );
+    let failing = Tree::new("31-doctor-overcommit0-old-kernel");
+    assert_eq!(failing.run(&["doctor", "--strict"]).status.code(), Some(1));
+    assert_eq!(tree.run(&["check", "--strict"]).status.code(), Some(2));
+}

@@ -25,6 +25,12 @@ struct Redis {
 
 impl Redis {
     fn start(extra: &[&str]) -> Redis {
+        Self::start_with(None, extra)
+    }
+
+    /// Started as `redis-server CONFIG ...` when `config` is given (its text, written to a
+    /// file in the temp directory).
+    fn start_with(config: Option<&str>, extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         for sub in ["run", "data"] {
@@ -36,9 +42,15 @@ impl Redis {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let conf = config.map(|text| {
+            let f = dir.path().join("redis.conf");
+            std::fs::write(&f, text).unwrap();
+            f
+        });
         let child = Command::new("setpriv")
             .args(["--reuid=redis", "--regid=redis", "--init-groups", "--"])
             .arg("redis-server")
+            .args(conf)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--unixsocket")
             .arg(dir.path().join("run/redis.sock"))
@@ -66,6 +78,10 @@ impl Redis {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn port(&self) -> u16 {
+        self.port
     }
 
     fn cli(&self, args: &[&str]) -> String {
@@ -262,7 +278,11 @@ fn doctor_needs_and_takes_a_password() {
     // A wrong one is refused, and said.
     let checks = doctor(redis.pid(), &[("REDISCLI_AUTH", "wrong")], &[]);
     let p = status_of(&checks, "persistence");
-    assert!(p.2.contains("the password was refused"), "{p:?}");
+    assert!(
+        p.2.contains("the password from REDISCLI_AUTH was refused"),
+        "{p:?}"
+    );
+    assert!(!p.2.contains("wrong"), "the secret is never said: {p:?}");
 }
 
 #[test]
@@ -283,4 +303,77 @@ fn a_server_that_never_answers_is_unknown_not_a_hang() {
     let p = status_of(&checks, "persistence");
     assert_eq!(p.1, "unknown", "{p:?}");
     assert!(p.2.contains("within 500 ms"), "{p:?}");
+}
+
+/// Many databases, each its own password: by port from --password-dir, from its own config
+/// with --password-from-config; never printed; a wrong one is said with where it came from.
+#[test]
+fn doctor_takes_a_password_per_database() {
+    if let Some(why) = why_not() {
+        eprintln!("SKIPPED doctor_takes_a_password_per_database: {why}");
+        return;
+    }
+    let a = Redis::start(&["--requirepass", "alpha-secret"]);
+    let b = Redis::start(&["--requirepass", "bravo-secret"]);
+    // set-proc-title no: its command line still names its config file.
+    let c = Redis::start_with(
+        Some("requirepass \"charlie secret\"\nset-proc-title no\n"),
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(a.port().to_string()), "alpha-secret\n").unwrap();
+    std::fs::write(dir.path().join(b.port().to_string()), "bravo-secret\n").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--root", "/", "doctor", "--json"])
+            .args(args)
+            .env_remove("REDISCLI_AUTH")
+            .output()
+            .unwrap();
+        let out = text(&o.stdout);
+        for secret in ["alpha-secret", "bravo-secret", "charlie"] {
+            assert!(!out.contains(secret), "a secret in the output: {out}");
+        }
+        out
+    };
+    let _ = run(&[]);
+    let checks = doctor(
+        a.pid(),
+        &[],
+        &["--password-dir", d, "--password-from-config"],
+    );
+    assert_eq!(status_of(&checks, "persistence").1, "ok", "{checks:#?}");
+    let checks = doctor(
+        b.pid(),
+        &[],
+        &["--password-dir", d, "--password-from-config"],
+    );
+    assert_eq!(status_of(&checks, "persistence").1, "ok", "{checks:#?}");
+    let checks = doctor(
+        c.pid(),
+        &[],
+        &["--password-dir", d, "--password-from-config"],
+    );
+    assert_eq!(status_of(&checks, "persistence").1, "ok", "{checks:#?}");
+    let _ = run(&["--password-dir", d, "--password-from-config"]);
+    // Without opting in, its config is not read: it needs a password, and the fix names
+    // every way to give one.
+    let checks = doctor(c.pid(), &[], &["--password-dir", d]);
+    let p = status_of(&checks, "persistence");
+    assert_eq!(p.1, "unknown", "{p:?}");
+    for option in ["--password-dir", "--password-from-config", "REDISCLI_AUTH"] {
+        assert!(p.3.as_deref().unwrap_or("").contains(option), "{p:?}");
+    }
+    // A wrong one: refused, and where it came from is said, not what it is.
+    std::fs::write(dir.path().join(a.port().to_string()), "wrong\n").unwrap();
+    let checks = doctor(a.pid(), &[], &["--password-dir", d]);
+    let p = status_of(&checks, "persistence");
+    assert!(
+        p.2.contains(&format!(
+            "the password from --password-dir (port {}) was refused",
+            a.port()
+        )),
+        "{p:?}"
+    );
 }

@@ -8,8 +8,8 @@
     clippy::indexing_slicing
 )]
 
-use forksafe::Verdict;
 use forksafe::{Answers, Reply, judge, parse_info, read_reply};
+use forksafe::{ForkNow, Verdict};
 use std::collections::BTreeMap;
 
 fn reply(name: &str) -> Reply {
@@ -77,7 +77,13 @@ fn every_version_parses_and_is_judged_on_evidence() {
             "{server}: {:?}",
             a.config["disable-thp"]
         );
-        let checks = judge(4242, "redis-server (pid 4242)", &a, Some("1"), None);
+        let checks = judge(
+            4242,
+            "redis-server (pid 4242)",
+            &a,
+            Some("1"),
+            &ForkNow::Fits,
+        );
         let ids: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(
             ids,
@@ -116,7 +122,7 @@ fn a_failed_save_is_blamed_on_the_kernel_only_when_it_explains_it() {
         "redis-server (pid 7)",
         &a,
         Some("2"),
-        Some(
+        &ForkNow::Refused(
             "Committed_AS 900 MiB + the 300 MiB the child is charged >= CommitLimit 1000 MiB"
                 .into(),
         ),
@@ -134,11 +140,78 @@ fn a_failed_save_is_blamed_on_the_kernel_only_when_it_explains_it() {
             .unwrap()
             .starts_with("forksafe apply")
     );
-    let elsewhere = judge(7, "redis-server (pid 7)", &a, Some("1"), None);
+    let elsewhere = judge(7, "redis-server (pid 7)", &a, Some("1"), &ForkNow::Fits);
     assert_eq!(elsewhere[0].status, Verdict::Fail);
     assert!(
         elsewhere[0].message.contains("forksafe is not the fix"),
         "{:?}",
         elsewhere[0]
     );
+}
+
+/// When the fork itself could not be judged (smaps unreadable), a failed save is neither
+/// blamed on the kernel nor cleared of it: no "a fork would fit now".
+#[test]
+fn a_failed_save_with_the_fork_unjudged_claims_neither() {
+    let mut a = answers("redis-7");
+    a.info.insert("rdb_last_bgsave_status".into(), "err".into());
+    let c = &judge(
+        7,
+        "redis-server (pid 7)",
+        &a,
+        Some("2"),
+        &ForkNow::Unknown("could not read /proc/7/smaps: Permission denied".into()),
+    )[0];
+    assert_eq!(c.status, Verdict::Fail, "{c:?}");
+    assert!(!c.message.contains("would fit"), "{c:?}");
+    assert!(!c.message.contains("the kernel explains it:"), "{c:?}");
+    assert!(!c.message.contains("forksafe is not the fix"), "{c:?}");
+    assert!(
+        c.message
+            .contains("whether the kernel explains it is unknown"),
+        "{c:?}"
+    );
+    assert!(c.message.contains("/proc/7/smaps"), "{c:?}");
+}
+
+/// An answer that lacks the fields a verdict needs is unknown, never ok: a missing
+/// rdb_last_bgsave_status is not "the last save succeeded", a missing used_memory is not 0.
+#[test]
+fn an_answer_lacking_a_field_is_unknown_never_ok() {
+    let cases: [(&str, &str, usize); 8] = [
+        ("rdb_last_bgsave_status", "persistence", 0),
+        ("aof_last_bgrewrite_status", "persistence", 0),
+        ("aof_last_write_status", "persistence", 0),
+        ("latest_fork_usec", "fork-latency", 1),
+        ("used_memory", "cow", 2),
+        ("used_memory", "fragmentation", 3),
+        ("used_memory_rss", "fragmentation", 3),
+        ("mem_fragmentation_ratio", "fragmentation", 3),
+    ];
+    for (field, id, at) in cases {
+        let mut a = answers("valkey-8");
+        a.info.remove(field);
+        let checks = judge(9, "valkey-server (pid 9)", &a, Some("1"), &ForkNow::Fits);
+        let c = &checks[at];
+        assert_eq!(c.id, format!("{id}:9"));
+        assert_eq!(c.status, Verdict::Unknown, "without {field}: {c:?}");
+        assert!(c.message.contains(field), "{c:?}");
+    }
+    // Not a number is not a number: a ratio of NaN, a size of "lots".
+    let mut a = answers("redis-8");
+    a.info
+        .insert("mem_fragmentation_ratio".into(), "NaN".into());
+    a.info.insert("used_memory".into(), "lots".into());
+    a.info.insert("maxmemory".into(), "1073741824".into());
+    a.info.remove("total_system_memory");
+    let checks = judge(9, "redis-server (pid 9)", &a, Some("1"), &ForkNow::Fits);
+    for c in &checks[2..5] {
+        assert_eq!(c.status, Verdict::Unknown, "{c:?}");
+    }
+    // A status that is neither ok nor err is not ok.
+    let mut a = answers("redis-8");
+    a.info
+        .insert("rdb_last_bgsave_status".into(), "maybe".into());
+    let p = &judge(9, "redis-server (pid 9)", &a, Some("1"), &ForkNow::Fits)[0];
+    assert_eq!(p.status, Verdict::Unknown, "{p:?}");
 }

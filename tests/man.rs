@@ -19,13 +19,13 @@ fn page(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// `man -l PAGE` at 80 columns: (stdout, stderr with groff's warnings), or `None` without
-/// man(1) (tests/run-all and .ci/run install man-db).
-fn render(page: &Path) -> Option<(String, String)> {
+/// `man -l PAGE` at `width` columns: (stdout, stderr with groff's warnings), or `None`
+/// without man(1) (tests/run-all and .ci/run install man-db).
+fn render(page: &Path, width: u32) -> Option<(String, String)> {
     let o = Command::new("man")
         .args(["--warnings", "-l"])
         .arg(page)
-        .env("MANWIDTH", "80")
+        .env("MANWIDTH", width.to_string())
         .env("MANPAGER", "cat")
         .env("LC_ALL", "C.UTF-8")
         .output()
@@ -64,16 +64,18 @@ fn commands() -> Vec<String> {
 
 #[test]
 fn the_man_pages_render_without_warnings_and_with_whole_tags() {
-    let Some((eight, warnings)) = render(&page("forksafe.8")) else {
+    let Some((_, warnings)) = render(&page("forksafe.8"), 80) else {
         eprintln!(
             "SKIPPED the_man_pages_render_without_warnings_and_with_whole_tags: no man(1) (apt-get install man-db)"
         );
         return;
     };
     assert!(warnings.is_empty(), "forksafe.8: {warnings}");
-    let (five, warnings) = render(&page("forksafe.toml.5")).unwrap();
+    let (five, warnings) = render(&page("forksafe.toml.5"), 80).unwrap();
     assert!(warnings.is_empty(), "forksafe.toml.5: {warnings}");
     assert!(five.contains("[sysctl_d]"), "{five}");
+    // Wide enough that no tag is folded: a whole tag is then one line.
+    let (eight, _) = render(&page("forksafe.8"), 200).unwrap();
 
     let section = eight
         .split_once("\nCOMMANDS\n")

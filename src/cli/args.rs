@@ -116,7 +116,7 @@ does not keep it (the last line of the output says which)",
     Spec {
         name: "doctor",
         command: Command::Doctor,
-        synopsis: "[--json] [--password-file FILE]",
+        synopsis: "[--json] [--strict] [--password-file FILE] [--password-dir DIR] [--password-from-config]",
         about: "can this machine fork its database safely, and if not, why not
 (asks each Redis/Valkey/KeyDB); read-only",
         options: &[
@@ -125,12 +125,28 @@ does not keep it (the last line of the output says which)",
                 "{\"safe\", \"complete\", \"checks\"} instead of the report",
             ),
             (
+                "--strict",
+                "exit 1 also when a check could not be judged (unknown)",
+            ),
+            (
                 "--password-file FILE",
                 "the databases' password, first line of FILE (else
 REDISCLI_AUTH)",
             ),
+            (
+                "--password-dir DIR",
+                "per database: DIR/NAMESPACE/POD or DIR/PORT",
+            ),
+            (
+                "--password-from-config",
+                "per database: its own requirepass, read in its root",
+            ),
         ],
-        exits: ["no check fails", "a check fails", "config or usage error"],
+        exits: [
+            "no check fails (--strict: and none is unknown)",
+            "a check fails (--strict: or one could not be judged)",
+            "config or usage error",
+        ],
     },
     Spec {
         name: "validate",
@@ -168,14 +184,17 @@ names)",
 ];
 
 /// Every option, for "did you mean".
-const FLAGS: [&str; 11] = [
+const FLAGS: [&str; 14] = [
     "--config",
     "--root",
     "--log-format",
     "--json",
     "--now",
     "--no-persist",
+    "--strict",
     "--password-file",
+    "--password-dir",
+    "--password-from-config",
     "--watch-via",
     "--pid",
     "--help",
@@ -298,6 +317,12 @@ pub(crate) struct Cli {
     pub(crate) log_format: Format,
     /// `--password-file`.
     pub(crate) password_file: Option<PathBuf>,
+    /// `doctor --password-dir`.
+    pub(crate) password_dir: Option<PathBuf>,
+    /// `doctor --password-from-config`.
+    pub(crate) password_from_config: bool,
+    /// `doctor --strict`.
+    pub(crate) strict: bool,
     /// `--pid`.
     pub(crate) pid: Option<Pid>,
     /// `run --watch-via DIR`.
@@ -323,6 +348,9 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         now: false,
         log_format: Format::Text,
         password_file: None,
+        password_dir: None,
+        password_from_config: false,
+        strict: false,
         pid: None,
         watch_via: None,
     };
@@ -364,6 +392,9 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
             "--password-file" => {
                 cli.password_file = Some(PathBuf::from(value("--password-file")?));
             }
+            "--password-dir" => cli.password_dir = Some(PathBuf::from(value("--password-dir")?)),
+            "--password-from-config" if inline.is_none() => cli.password_from_config = true,
+            "--strict" if inline.is_none() => cli.strict = true,
             "--watch-via" => cli.watch_via = Some(PathBuf::from(value("--watch-via")?)),
             "--pid" => {
                 let v = value("--pid")?;
@@ -419,6 +450,11 @@ fn check_options(cli: &Cli) -> Result<(), String> {
         (
             cli.password_file.is_some() && c != Command::Doctor,
             "--password-file goes with doctor",
+        ),
+        (
+            (cli.password_dir.is_some() || cli.password_from_config || cli.strict)
+                && c != Command::Doctor,
+            "--password-dir, --password-from-config and --strict go with doctor",
         ),
         (
             cli.pid.is_some() && c != Command::Reload,

@@ -48,7 +48,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Outcome {
     match cli.command {
         Command::Check => check::check(&root, &settings, cli.json, cli.now),
         Command::Apply => check::apply(&root, &settings, cli.no_persist),
-        Command::Doctor => check::doctor(&root, &settings, cli.json, cli.password_file.as_deref()),
+        Command::Doctor => check::doctor(&root, &settings, &cli),
         Command::Validate => validate::validate(&root, &settings),
         Command::Run => {
             match crate::daemon::run(root, cli.config.as_deref(), settings, cli.watch_via) {

@@ -259,6 +259,7 @@ impl Publisher {
                     source: now.sources.describe(k),
                 })
                 .collect(),
+            identity: published::Identity::of(root, s),
         };
         self.state
             .put(root, Path::new(published::PATH), published::render(&state));

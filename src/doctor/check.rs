@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use crate::os::fsread::ReadError;
 
+use super::identity::Target;
+
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,6 +44,9 @@ pub struct Check {
     pub message: String,
     /// The command or change that fixes it (or, for something redundant, removes it).
     pub fix: Option<String>,
+    /// The database process it is about, and where that runs (in the JSON only for those).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Box<Target>>,
 }
 
 /// A check.
@@ -56,6 +61,7 @@ pub(crate) fn check(
         status,
         message: message.into(),
         fix: fix.map(str::to_string),
+        target: None,
     }
 }
 
@@ -68,6 +74,18 @@ pub(crate) fn unknown(id: impl Into<String>, what: &str, e: &ReadError) -> Check
         format!("unknown: could not read {what}: {e}{hint}"),
         None,
     )
+}
+
+/// Would the kernel refuse a fork of a database now? What the fork check found, for the
+/// database's own checks (a failed save is blamed on the kernel only when it explains it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForkNow {
+    /// A fork fits now.
+    Fits,
+    /// A fork now would be refused: why.
+    Refused(String),
+    /// Not judged: why (the evidence could not be read).
+    Unknown(String),
 }
 
 /// kB as MiB, for messages.

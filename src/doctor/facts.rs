@@ -91,9 +91,23 @@ impl Kernel {
         }
     }
 
-    /// A `/proc/meminfo` value, kB (0 when absent).
+    /// A `/proc/meminfo` value, kB (0 when absent: for messages only).
     pub(crate) fn m(&self, k: &str) -> u64 {
         self.mem.get(k).copied().unwrap_or(0)
+    }
+
+    /// A `/proc/meminfo` value, kB, if it was read.
+    pub(crate) fn get(&self, k: &str) -> Option<u64> {
+        self.mem.get(k).copied()
+    }
+
+    /// The `/proc/meminfo` values a verdict needs, kB; the first missing one otherwise.
+    pub(crate) fn need<const N: usize>(&self, keys: [&str; N]) -> Result<[u64; N], String> {
+        let mut out = [0; N];
+        for (slot, k) in out.iter_mut().zip(keys) {
+            *slot = self.get(k).ok_or_else(|| k.to_string())?;
+        }
+        Ok(out)
     }
 
     /// `vm.overcommit_memory`, as read.

@@ -1,13 +1,12 @@
 //! The machine's side of the diagnosis: overcommit, transparent huge pages (global, per
-//! size, on the kernel command line), swap, the next boot's values (from the survey every
-//! command shares) and whether forksafe's own daemon holds them.
+//! size, on the kernel command line), swap, and the next boot's values (from the survey
+//! every command shares).
 
 use std::path::Path;
 
 use crate::config::{Settings, Source};
 use crate::enforce::Survey;
 use crate::knob::{Kind, Knob};
-use crate::os::proc::{self, Process};
 use crate::os::root::Root;
 
 use super::check::{Check, Verdict, check, mib, unknown};
@@ -345,22 +344,6 @@ pub(super) fn swap(k: &Kernel) -> Check {
     }
 }
 
-/// Whether the forksafe unit is installed and whether its daemon runs.
-pub(super) fn daemon_state(root: &Root, processes: &[Process]) -> (bool, bool) {
-    let installed = [
-        "usr/lib/systemd/system/forksafe.service",
-        "lib/systemd/system/forksafe.service",
-        "etc/systemd/system/forksafe.service",
-    ]
-    .iter()
-    .any(|p| root.join(p).is_some_and(|p| p.exists()));
-    let running = processes.iter().any(|p| {
-        p.comm == "forksafe"
-            && proc::cmdline(root, p.pid).is_ok_and(|c| c.iter().any(|a| a == "run"))
-    });
-    (installed, running)
-}
-
 /// The next boot's values, from the same judgement `check` makes. With the daemon running
 /// they are set again early in boot, before any database starts, so a wrong boot value is
 /// a warning; without it, a failure. The fix names the line that wins.
@@ -433,35 +416,4 @@ pub(super) fn sysctl_d(settings: &Settings, survey: &Survey, daemon_running: boo
     }
     let fix = (!fixes.is_empty()).then(|| fixes.join("; "));
     check("sysctl-d", worst, msgs.join("; "), fix.as_deref())
-}
-
-pub(super) fn service((installed, running): (bool, bool), settings: &Settings) -> Check {
-    match (installed, running, settings.repair) {
-        (_, true, true) => check(
-            "service",
-            Verdict::Ok,
-            "the forksafe daemon is running in repair mode",
-            None,
-        ),
-        (_, true, false) => check(
-            "service",
-            Verdict::Warn,
-            "the forksafe daemon is running in audit mode: drift is reported, not repaired",
-            Some(
-                "set repair = true in /etc/forksafe/forksafe.toml, then systemctl reload forksafe",
-            ),
-        ),
-        (true, false, _) => check(
-            "service",
-            Verdict::Warn,
-            "forksafe is installed but its daemon is not running",
-            Some("systemctl enable --now forksafe"),
-        ),
-        (false, false, _) => check(
-            "service",
-            Verdict::Warn,
-            "the forksafe daemon is not installed: nothing keeps these settings from drifting",
-            Some("install the forksafe package (it enables and starts the daemon)"),
-        ),
-    }
 }

@@ -19,7 +19,7 @@ use crate::os::proc::Process;
 use crate::os::root::Root;
 
 use super::cgroup;
-use super::check::{Check, Verdict, check, mib, unknown};
+use super::check::{Check, ForkNow, Verdict, check, mib, unknown};
 use super::facts::{Kernel, field, text};
 
 /// The process names doctor looks for.
@@ -35,12 +35,22 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// `redis-server (pid 4242, RSS 1953 MiB)`, without the RSS when it is unknown.
-    pub(crate) fn who(&self) -> String {
-        match self.rss_kib() {
-            Some(rss) => format!("{} (pid {}, RSS {})", self.name, self.pid, mib(rss)),
-            None => format!("{} (pid {})", self.name, self.pid),
+    /// `redis-server (pid 4242, RSS 1953 MiB, podman container 1ee41836af92)`: without the
+    /// RSS when it is unknown, with where it runs when that is known.
+    pub(crate) fn who(&self, place: Option<&str>) -> String {
+        let mut inside = format!("pid {}", self.pid);
+        if let Some(rss) = self.rss_kib() {
+            inside.push_str(&format!(", RSS {}", mib(rss)));
         }
+        if let Some(place) = place {
+            inside.push_str(&format!(", {place}"));
+        }
+        format!("{} ({inside})", self.name)
+    }
+
+    /// `/proc/PID/cgroup`, as read.
+    pub(crate) fn cgroup(&self) -> Option<&str> {
+        self.cgroup.as_deref().ok()
     }
 
     fn rss_kib(&self) -> Option<u64> {
@@ -94,10 +104,11 @@ pub(crate) struct Charge {
     pub(crate) mappings: usize,
 }
 
-/// Parse `/proc/PID/smaps`.
-pub(crate) fn fork_charge(smaps: &str) -> Charge {
+/// Parse `/proc/PID/smaps`; `None` when the sizes add up past what a kernel can report
+/// (not a real process's file: a sum that wrapped would say a fork fits).
+pub(crate) fn fork_charge(smaps: &str) -> Option<Charge> {
     let mut c = Charge::default();
-    let mut size = 0;
+    let mut size = 0u64;
     for line in smaps.lines() {
         if let Some(v) = line.strip_prefix("Size:") {
             size = v
@@ -108,14 +119,14 @@ pub(crate) fn fork_charge(smaps: &str) -> Charge {
         } else if let Some(flags) = line.strip_prefix("VmFlags:") {
             let flags: Vec<&str> = flags.split_whitespace().collect();
             if flags.contains(&"ac") && !flags.contains(&"dc") {
-                c.total_kib += size;
+                c.total_kib = c.total_kib.checked_add(size)?;
                 c.largest_kib = c.largest_kib.max(size);
                 c.mappings += 1;
             }
             size = 0;
         }
     }
-    c
+    Some(c)
 }
 
 /// CAP_SYS_ADMIN in a `/proc/PID/status`'s CapEff (the admin reserve does not apply then).
@@ -127,18 +138,17 @@ fn has_sys_admin(status: &str) -> bool {
         .is_some_and(|caps| caps & (1 << 21) != 0)
 }
 
-/// The checks of one database process; and, when the kernel would refuse a fork of it now,
-/// why (the database's own checks explain a failed save with it).
-pub(crate) fn checks(root: &Root, db: &Db, k: &Kernel) -> (Vec<Check>, Option<String>) {
-    let who = db.who();
-    let (fork, refusal) = fork_headroom(root, db, k, &who);
+/// The checks of one database process; and whether the kernel would refuse a fork of it
+/// now (the database's own checks explain a failed save with it).
+pub(crate) fn checks(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Vec<Check>, ForkNow) {
+    let (fork, now) = fork_headroom(root, db, k, who);
     let out = vec![
-        thp(db, k, &who),
+        thp(db, k, who),
         fork,
-        cow_worst_case(db, k, &who),
-        cgroup_limit(root, db, &who),
+        cow_worst_case(db, k, who),
+        cgroup_limit(root, db, who),
     ];
-    (out, refusal)
+    (out, now)
 }
 
 /// Transparent huge pages in this process.
@@ -190,7 +200,14 @@ fn thp(db: &Db, k: &Kernel, who: &str) -> Check {
 /// The worst case: every page rewritten during the save, all of RSS copied.
 fn cow_worst_case(db: &Db, k: &Kernel, who: &str) -> Check {
     let id = format!("cow-worst-case:{}", db.pid);
-    let available = k.m("MemAvailable");
+    let Some(available) = k.get("MemAvailable") else {
+        return check(
+            id,
+            Verdict::Unknown,
+            "unknown: /proc/meminfo has no MemAvailable",
+            None,
+        );
+    };
     match db.rss(&id) {
         Err(unknown) => unknown,
         Ok(rss) if rss > available => check(
@@ -224,14 +241,9 @@ fn cgroup_limit(root: &Root, db: &Db, who: &str) -> Check {
         Err(e) => return unknown(id, &format!("/proc/{pid}/cgroup"), e),
         Ok(cg) => cg,
     };
-    let (limit, file) = match cgroup::limit(root, cg) {
-        Err(what) => {
-            return check(
-                id,
-                Verdict::Unknown,
-                format!("unknown: could not read {what}"),
-                None,
-            );
+    let (limit, file) = match cgroup::limit(root, pid, cg) {
+        Err(why) => {
+            return check(id, Verdict::Unknown, format!("unknown: {why}"), None);
         }
         Ok(None) => {
             return check(
@@ -243,15 +255,21 @@ fn cgroup_limit(root: &Root, db: &Db, who: &str) -> Check {
         }
         Ok(Some(limit)) => limit,
     };
-    match db.rss(&id) {
+    match db.rss(&id).map(|rss| rss.checked_mul(2)) {
         Err(unknown) => unknown,
-        Ok(rss) if limit < 2 * rss => check(
+        Ok(None) => check(
+            id,
+            Verdict::Unknown,
+            format!("unknown: /proc/{pid}/smaps_rollup reports an RSS no process has"),
+            None,
+        ),
+        Ok(Some(twice)) if limit < twice => check(
             id,
             Verdict::Fail,
             format!(
                 "{who}: its cgroup limit {} ({file}) is below 2 x RSS ({}): a save that rewrites much of the data gets it OOM-killed in its cgroup",
                 mib(limit),
-                mib(2 * rss)
+                mib(twice)
             ),
             Some(
                 "raise the memory limit to at least 2 x the dataset, or lower maxmemory to half the limit",
@@ -269,61 +287,126 @@ fn cgroup_limit(root: &Root, db: &Db, who: &str) -> Check {
     }
 }
 
-/// Would the kernel refuse a fork of `db` now? `Some(sentence)` when it would.
-fn fork_verdict(db: &Db, k: &Kernel, charge: &Charge) -> Option<String> {
+/// A verdict from whether the fork is refused, and why.
+fn refused_if(refused: bool, why: String) -> ForkNow {
+    if refused {
+        ForkNow::Refused(why)
+    } else {
+        ForkNow::Fits
+    }
+}
+
+fn overflow() -> ForkNow {
+    ForkNow::Unknown("/proc/meminfo's numbers add up past u64".into())
+}
+
+/// Would the kernel refuse a fork of `db` now, by `charge`? Every number the rule needs must
+/// have been read, and the sums must not overflow: otherwise it is not judged.
+fn fork_verdict(db: &Db, k: &Kernel, charge: &Charge) -> ForkNow {
     let cap_sys_admin = db.status.as_deref().is_ok_and(has_sys_admin);
+    let admin = if cap_sys_admin { 0 } else { k.reserves.0 };
     match k.mode() {
-        Some("2") => {
-            let vm_size = db
-                .status
-                .as_deref()
-                .ok()
-                .and_then(|s| field(s, "VmSize"))
-                .unwrap_or(0);
-            let admin = if cap_sys_admin { 0 } else { k.reserves.0 };
-            let allowed = k
-                .m("CommitLimit")
-                .saturating_sub(admin)
-                .saturating_sub((vm_size / 32).min(k.reserves.1));
-            let needed = k.m("Committed_AS") + charge.total_kib;
-            (needed >= allowed).then(|| {
-                format!(
-                    "Committed_AS {} + the {} the child is charged ({} accountable mappings) >= CommitLimit {} less reserves ({} allowed)",
-                    mib(k.m("Committed_AS")),
-                    mib(charge.total_kib),
-                    charge.mappings,
-                    mib(k.m("CommitLimit")),
-                    mib(allowed)
-                )
-            })
-        }
+        Some("2") => mode2(db, k, charge, admin),
         Some("0") if k.version.is_some_and(|v| v >= (5, 2)) => {
-            let cap = k.m("MemTotal") + k.m("SwapTotal");
-            (charge.largest_kib > cap).then(|| {
+            let Ok([total, swap]) = k.need(["MemTotal", "SwapTotal"]) else {
+                return ForkNow::Unknown("/proc/meminfo has no MemTotal or SwapTotal".into());
+            };
+            let Some(cap) = total.checked_add(swap) else {
+                return overflow();
+            };
+            refused_if(
+                charge.largest_kib > cap,
                 format!(
                     "its largest accountable mapping ({}) is larger than RAM + swap ({})",
                     mib(charge.largest_kib),
                     mib(cap)
-                )
-            })
+                ),
+            )
         }
-        Some("0") => {
-            let admin = if cap_sys_admin { 0 } else { k.reserves.0 };
-            let free = (k.m("MemFree")
-                + k.m("Cached")
-                + k.m("Buffers")
-                + k.m("SwapFree")
-                + k.m("SReclaimable"))
-            .saturating_sub(k.m("Shmem"))
-            .saturating_sub(admin);
-            (charge.largest_kib >= free).then(|| {
-                format!(
-                    "its largest accountable mapping ({}) is not below free + page cache + swap ({})",
-                    mib(charge.largest_kib),
-                    mib(free)
-                )
-            })
-        }
+        Some("0") => mode0_before_5_2(k, charge, admin),
+        Some("1") => ForkNow::Fits,
+        _ => ForkNow::Unknown("vm.overcommit_memory could not be read".into()),
+    }
+}
+
+/// Mode 2: the sum of the child's charges against CommitLimit less the reserves.
+fn mode2(db: &Db, k: &Kernel, charge: &Charge, admin: u64) -> ForkNow {
+    let vm_size = db.status.as_deref().ok().and_then(|s| field(s, "VmSize"));
+    let (Some(vm_size), Ok([limit, committed])) =
+        (vm_size, k.need(["CommitLimit", "Committed_AS"]))
+    else {
+        return ForkNow::Unknown(format!(
+            "VmSize in /proc/{}/status, or CommitLimit and Committed_AS in /proc/meminfo, could not be read",
+            db.pid
+        ));
+    };
+    let allowed = limit
+        .saturating_sub(admin)
+        .saturating_sub((vm_size / 32).min(k.reserves.1));
+    let Some(needed) = committed.checked_add(charge.total_kib) else {
+        return overflow();
+    };
+    refused_if(
+        needed >= allowed,
+        format!(
+            "Committed_AS {} + the {} the child is charged ({} accountable mappings) >= CommitLimit {} less reserves ({} allowed)",
+            mib(committed),
+            mib(charge.total_kib),
+            charge.mappings,
+            mib(limit),
+            mib(allowed)
+        ),
+    )
+}
+
+/// Mode 0 before Linux 5.2: the largest mapping against free memory, page cache and swap.
+fn mode0_before_5_2(k: &Kernel, charge: &Charge, admin: u64) -> ForkNow {
+    let keys = [
+        "MemFree",
+        "Cached",
+        "Buffers",
+        "SwapFree",
+        "SReclaimable",
+        "Shmem",
+    ];
+    let Ok([free, cached, buffers, swap, slab, shmem]) = k.need(keys) else {
+        return ForkNow::Unknown(format!("/proc/meminfo lacks one of {}", keys.join(", ")));
+    };
+    let Some(sum) = [cached, buffers, swap, slab]
+        .iter()
+        .try_fold(free, |a, b| a.checked_add(*b))
+    else {
+        return overflow();
+    };
+    let free = sum.saturating_sub(shmem).saturating_sub(admin);
+    refused_if(
+        charge.largest_kib >= free,
+        format!(
+            "its largest accountable mapping ({}) is not below free + page cache + swap ({})",
+            mib(charge.largest_kib),
+            mib(free)
+        ),
+    )
+}
+
+/// The rule the kernel applies under the current mode, for messages; `None` when the mode
+/// is 1 (nothing refused) or unknown.
+fn rule(k: &Kernel) -> Option<String> {
+    let version = k
+        .version
+        .map_or("an unknown version".to_string(), |(a, b)| {
+            format!("{a}.{b}")
+        });
+    match k.mode() {
+        Some("2") => Some(format!(
+            "mode 2 on Linux {version}: the sum of the child's charges counts against CommitLimit"
+        )),
+        Some("0") if k.version.is_some_and(|v| v >= (5, 2)) => Some(format!(
+            "mode 0 on Linux {version} (>= 5.2): each mapping is refused only if larger than RAM + swap"
+        )),
+        Some("0") => Some(format!(
+            "mode 0 on Linux {version} (< 5.2): each mapping is compared with free memory + page cache + swap"
+        )),
         _ => None,
     }
 }
@@ -331,38 +414,29 @@ fn fork_verdict(db: &Db, k: &Kernel, charge: &Charge) -> Option<String> {
 /// Would the kernel refuse a fork of `db` now: the `fork-headroom` check, and the
 /// refusal's reason for the database's own checks. `/proc/PID/smaps` (large and slow for a
 /// large process) is read only under the modes that judge it, and once.
-fn fork_headroom(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Check, Option<String>) {
+fn fork_headroom(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Check, ForkNow) {
     let pid = db.pid;
     let smaps_file = format!("/proc/{pid}/smaps");
     let status_file = format!("/proc/{pid}/status");
     let id = format!("fork-headroom:{pid}");
     let fix = Some("forksafe apply   (vm.overcommit_memory = 1)");
-    let version = k
-        .version
-        .map_or("an unknown version".to_string(), |(a, b)| {
-            format!("{a}.{b}")
-        });
-    let rule = match k.mode() {
-        Some("1") => {
+    let not_judged = |c: Check| {
+        let why = c.message.trim_start_matches("unknown: ").to_string();
+        (c, ForkNow::Unknown(why))
+    };
+    let rule = match (k.mode(), rule(k)) {
+        (Some("1"), _) => {
             let ok = check(
                 id,
                 Verdict::Ok,
                 format!("{who}: overcommit is 1, the fork is never refused"),
                 None,
             );
-            return (ok, None);
+            return (ok, ForkNow::Fits);
         }
-        Some("2") => format!(
-            "mode 2 on Linux {version}: the sum of the child's charges counts against CommitLimit"
-        ),
-        Some("0") if k.version.is_some_and(|v| v >= (5, 2)) => format!(
-            "mode 0 on Linux {version} (>= 5.2): each mapping is refused only if larger than RAM + swap"
-        ),
-        Some("0") => format!(
-            "mode 0 on Linux {version} (< 5.2): each mapping is compared with free memory + page cache + swap"
-        ),
-        _ => {
-            let unknown = check(
+        (_, Some(rule)) => rule,
+        (_, None) => {
+            return not_judged(check(
                 id,
                 Verdict::Unknown,
                 format!(
@@ -370,26 +444,33 @@ fn fork_headroom(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Check, Option<
                     k.release
                 ),
                 None,
-            );
-            return (unknown, None);
+            ));
         }
     };
-    let charge = match text(root, &smaps_file) {
-        Ok(s) => fork_charge(&s),
-        Err(e) => return (unknown(id, &smaps_file, &e), None),
+    let charge = match text(root, &smaps_file).map(|s| fork_charge(&s)) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return not_judged(check(
+                id,
+                Verdict::Unknown,
+                format!("unknown: {smaps_file}'s mapping sizes add up past what a kernel reports"),
+                None,
+            ));
+        }
+        Err(e) => return not_judged(unknown(id, &smaps_file, &e)),
     };
     if let (Some("2"), Err(e)) = (k.mode(), &db.status) {
-        return (unknown(id, &status_file, e), None);
+        return not_judged(unknown(id, &status_file, e));
     }
-    let refusal = fork_verdict(db, k, &charge);
-    let verdict = match &refusal {
-        Some(why) => check(
+    let now = fork_verdict(db, k, &charge);
+    let verdict = match &now {
+        ForkNow::Refused(why) => check(
             id,
             Verdict::Fail,
             format!("{who}: a fork now would be refused: {why} (rule: {rule})"),
             fix,
         ),
-        None => check(
+        ForkNow::Fits => check(
             id,
             Verdict::Ok,
             format!(
@@ -400,8 +481,14 @@ fn fork_headroom(root: &Root, db: &Db, k: &Kernel, who: &str) -> (Check, Option<
             ),
             None,
         ),
+        ForkNow::Unknown(why) => check(
+            id,
+            Verdict::Unknown,
+            format!("unknown: {who}: {why} (rule: {rule})"),
+            None,
+        ),
     };
-    (verdict, refusal)
+    (verdict, now)
 }
 
 #[cfg(test)]
@@ -436,11 +523,15 @@ VmFlags: rd wr mr mw me ac sd
         // jemalloc's MAP_NORESERVE arena (nr), code, and MADV_DONTFORK (dc) are not charged.
         assert_eq!(
             fork_charge(smaps),
-            Charge {
+            Some(Charge {
                 total_kib: 3072,
                 largest_kib: 2048,
                 mappings: 2
-            }
+            })
         );
+        // Refused: sizes that add up past u64 (no kernel reports them) are not summed to
+        // a small number that fits.
+        let huge = "Size: 18446744073709551615 kB\nVmFlags: ac\nSize: 2 kB\nVmFlags: ac\n";
+        assert_eq!(fork_charge(huge), None);
     }
 }

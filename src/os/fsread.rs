@@ -123,6 +123,16 @@ fn read_capped(mut file: File, md: &std::fs::Metadata, limit: u64) -> Result<Vec
     Ok(out)
 }
 
+/// Read an opened file of at most `limit` bytes when it is a regular file (opened
+/// non-blocking by the caller: what is not a regular file is refused, never read).
+pub(crate) fn read_file(file: File, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let md = file.metadata()?;
+    if !md.file_type().is_file() {
+        return Err(ReadError::NotRegular(kind_of(md.mode())));
+    }
+    read_capped(file, &md, limit)
+}
+
 /// Read a regular file of at most `limit` bytes, never blocking on what is not one.
 pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let (file, md) = open(path)?;

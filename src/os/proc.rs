@@ -1,5 +1,5 @@
 //! Processes under the root's `/proc`: which run, what they are called, their command
-//! lines, and the pid type forksafe signals (a positive pid by construction, so a signal
+//! lines, when they started, their namespaces, and the pid type forksafe signals (a positive pid by construction, so a signal
 //! can never reach a process group or every process).
 
 use crate::os::fsread::ReadError;
@@ -57,6 +57,64 @@ pub(crate) fn cmdline(root: &Root, pid: u32) -> Result<Vec<String>, ReadError> {
 /// Whether `pid` is a forksafe process (in the pid namespace of the root's `/proc`).
 pub(crate) fn is_forksafe(root: &Root, pid: u32) -> bool {
     comm(root, pid).is_ok_and(|c| c == "forksafe")
+}
+
+/// Whether the pids under the root's `/proc` are this process's own (the same pid
+/// namespace): `<root>/proc/self` names us by our own pid only then.
+pub(crate) fn same_pid_namespace(root: &Root) -> bool {
+    root.join("proc/self")
+        .and_then(|p| std::fs::read_link(p).ok())
+        .and_then(|l| l.to_str()?.parse::<u32>().ok())
+        == Some(std::process::id())
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/PID/stat`, field 22): with
+/// the pid, it names one process even after the pid is reused.
+pub(crate) fn start_time(root: &Root, pid: u32) -> Option<u64> {
+    let stat = root
+        .read_text(&format!("proc/{pid}/stat"), COMM_LIMIT)
+        .ok()?;
+    // The name (field 2) is in parentheses and may hold anything: count after the last.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Process `pid`'s pid in the innermost pid namespace it belongs to (`NSpid:`'s last
+/// number; a daemon in a container is 1 there).
+pub(crate) fn innermost_pid(root: &Root, pid: u32) -> Option<u32> {
+    let status = root
+        .read_text(&format!("proc/{pid}/status"), CMDLINE_LIMIT)
+        .ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .next_back()?
+        .parse()
+        .ok()
+}
+
+/// The inode in a namespace link's target, `pid:[4026531836]`.
+fn ns_inode(link: &std::path::Path) -> Result<u64, ReadError> {
+    let target = std::fs::read_link(link)?;
+    target
+        .to_str()
+        .and_then(|s| s.split_once(":[")?.1.strip_suffix(']')?.parse().ok())
+        .ok_or(ReadError::NotRegular("namespace link"))
+}
+
+/// Which namespace of kind `kind` (`pid`, `net`, `uts`, ...) process `pid` is in: the inode
+/// `/proc/PID/ns/KIND` names (reading it needs the right to trace the process).
+pub(crate) fn namespace(root: &Root, pid: u32, kind: &str) -> Result<u64, ReadError> {
+    let link = root
+        .join(format!("proc/{pid}/ns/{kind}"))
+        .ok_or(ReadError::NotFound)?;
+    ns_inode(&link)
+}
+
+/// Which namespace of kind `kind` this process is in.
+pub(crate) fn own_namespace(kind: &str) -> Option<u64> {
+    ns_inode(std::path::Path::new(&format!("/proc/self/ns/{kind}"))).ok()
 }
 
 /// A pid forksafe may signal: always a single process (1 to `i32::MAX`), never 0 or a
@@ -128,5 +186,29 @@ mod tests {
             ["/usr/sbin/tuned".to_string(), "-l".into()]
         );
         assert!(!is_forksafe(&root, 777));
+        // A fixture tree is not our pid namespace.
+        assert!(!same_pid_namespace(&root));
+    }
+
+    #[test]
+    fn our_own_process_is_read_back() {
+        let here = Root::new("/");
+        let me = std::process::id();
+        assert!(same_pid_namespace(&here));
+        assert!(start_time(&here, me).is_some());
+        assert_eq!(namespace(&here, me, "net").ok(), own_namespace("net"));
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("proc/9")).unwrap();
+        // A name with a parenthesis and spaces does not shift the fields.
+        let stat = "9 (a) b (c) S 1 9 9 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 31337 1000 10";
+        std::fs::write(t.path().join("proc/9/stat"), stat).unwrap();
+        std::fs::write(
+            t.path().join("proc/9/status"),
+            "Name:\tx\nNSpid:\t4242\t1\n",
+        )
+        .unwrap();
+        let tree = Root::new(t.path());
+        assert_eq!(start_time(&tree, 9), Some(31337));
+        assert_eq!(innermost_pid(&tree, 9), Some(1));
     }
 }

@@ -341,9 +341,10 @@ pub fn read_knob(path: &str) -> String {
 }
 
 /// Replace a knob fixture file's content the way a kernel knob changes: one pwrite(2) at
-/// offset 0, no O_TRUNC, so a reader racing it (the daemon) sees the old value or the new
-/// one, never an empty file. A shorter value is then cut to length; the tests' racing writes
-/// are all of the same length or longer.
+/// offset 0, no O_TRUNC, never a second call, so a reader racing it (the daemon) sees the old
+/// value or the new one, never an empty file, and the daemon's own write back is never cut
+/// or re-extended by what follows. A value shorter than the file is padded with spaces
+/// after it (whitespace the kernel formats ignore, as the daemon's reader does).
 pub fn set_file(path: &std::path::Path, text: &str) {
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new()
@@ -352,13 +353,9 @@ pub fn set_file(path: &std::path::Path, text: &str) {
         .truncate(false)
         .open(path)
         .unwrap();
-    let before = f.metadata().unwrap().len();
-    f.write_all_at(text.as_bytes(), 0).unwrap();
-    // Only a shorter value is cut: a set_len after a longer write could extend, with zeros,
-    // what the daemon has just written back (it truncates: a fixture file is not a knob).
-    if (text.len() as u64) < before {
-        f.set_len(text.len() as u64).unwrap();
-    }
+    let before = f.metadata().unwrap().len() as usize;
+    let padded = format!("{text}{}", " ".repeat(before.saturating_sub(text.len())));
+    f.write_all_at(padded.as_bytes(), 0).unwrap();
 }
 
 pub fn write_knob(path: &str, value: &str) -> std::io::Result<()> {
