@@ -17,6 +17,7 @@ use crate::os::fsread;
 use crate::os::namespaces::Host;
 use crate::os::report::{Event, EventKind};
 use crate::os::root::Root;
+use crate::words;
 
 /// The shipped default, compiled in and used when no config file exists.
 pub const DEFAULT_CONFIG: &str = include_str!("../etc/forksafe/forksafe.toml");
@@ -58,6 +59,8 @@ pub struct Settings {
     pub(crate) repair: bool,
     /// The knobs, in write order (THP `enabled` after `defrag`).
     pub(crate) knobs: Vec<Knob>,
+    /// The line each knob is set on, by kind and name (for `validate`'s messages).
+    lines: BTreeMap<(Kind, String), usize>,
     /// The managed sysctl.d drop-in (absolute, relative to the root), or `None` when
     /// `[sysctl_d] manage = false`.
     pub(crate) dropin: Option<PathBuf>,
@@ -95,15 +98,15 @@ impl ConfigError {
     /// reload` before it signals): the running one stays; the file and line in `CONFIG`
     /// and `CONFIG_LINE`.
     pub(crate) fn rejected(&self) -> Event {
-        Event::new(
+        let event = Event::new(
             EventKind::ConfigRejected,
             format!("configuration rejected, the running one stays in force: {self}"),
         )
-        .field("CONFIG", &self.source)
-        .field(
-            "CONFIG_LINE",
-            self.line.map_or(String::new(), |l| l.to_string()),
-        )
+        .field("CONFIG", &self.source);
+        match self.line {
+            Some(line) => event.number("CONFIG_LINE", line),
+            None => event,
+        }
     }
 }
 
@@ -222,12 +225,19 @@ impl Settings {
         }
     }
 
+    /// The line of the config file that sets `knob`.
+    pub(crate) fn line_of(&self, knob: &Knob) -> Option<usize> {
+        self.lines
+            .get(&(knob.kind(), knob.name().to_string()))
+            .copied()
+    }
+
     /// `3 knobs, interval 1s, repair mode`: what these settings do, in one line.
     pub(crate) fn summary(&self) -> String {
         format!(
-            "{} knobs, interval {:?}, {}",
-            self.knobs.len(),
-            self.interval,
+            "{}, interval {}, {}",
+            words::count(self.knobs.len(), "knob", "knobs"),
+            words::timespan(self.interval),
             self.mode_name()
         )
     }
@@ -261,7 +271,7 @@ impl Settings {
             Some(s) => parse_timespan(s.get_ref()).map_err(|m| err(at(s.span()), m))?,
         };
 
-        let mut knobs = validate_knobs(&raw, host, text, &source)?;
+        let (mut knobs, lines) = validate_knobs(&raw, host, text, &source)?;
         // Sysctl before sysfs, key order within each (TOML gives tables sorted), and THP
         // `enabled` after everything else (a stable sort keeps the rest as it is).
         knobs.sort_by_key(|k| k.write_last());
@@ -285,6 +295,7 @@ impl Settings {
             interval,
             repair: raw.daemon.repair.unwrap_or(true),
             knobs,
+            lines,
             dropin,
             textfile,
             source,
@@ -363,14 +374,18 @@ impl Settings {
     }
 }
 
-/// Every knob of `[sysctl]` and `[sysfs]`, validated, each at most once; refused with the
-/// line when a per-namespace sysctl is one forksafe cannot reach from `host`.
+/// The line each knob is set on.
+type Lines = BTreeMap<(Kind, String), usize>;
+
+/// Every knob of `[sysctl]` and `[sysfs]`, validated, each at most once, with its line;
+/// refused with the line when a per-namespace sysctl is one forksafe cannot reach from
+/// `host`.
 fn validate_knobs(
     raw: &RawConfig,
     host: &Host,
     text: &str,
     source: &Source,
-) -> Result<Vec<Knob>, ConfigError> {
+) -> Result<(Vec<Knob>, Lines), ConfigError> {
     let err = |line: Option<usize>, message: String| ConfigError {
         source: source.clone(),
         line,
@@ -379,6 +394,7 @@ fn validate_knobs(
     let at = |span: std::ops::Range<usize>| Some(line_of(text, span.start));
     // Flatten dotted tables into full keys, then validate each knob.
     let mut knobs: Vec<Knob> = Vec::new();
+    let mut lines = Lines::new();
     let mut seen: BTreeMap<(Kind, PathBuf), usize> = BTreeMap::new();
     for (kind, table) in [(Kind::Sysctl, &raw.sysctl), (Kind::Sysfs, &raw.sysfs)] {
         let mut flat = Vec::new();
@@ -406,6 +422,7 @@ fn validate_knobs(
                     format!("{} is set twice (first on line {first})", knob.name()),
                 ));
             }
+            lines.insert((kind, knob.name().to_string()), this);
             knobs.push(knob);
         }
     }
@@ -415,7 +432,7 @@ fn validate_knobs(
             "no knobs configured in [sysctl] or [sysfs]; forksafe would do nothing".into(),
         ));
     }
-    Ok(knobs)
+    Ok((knobs, lines))
 }
 
 /// Join keys that TOML split at their dots (`vm.overcommit_memory = 1` is the table `vm`
@@ -786,6 +803,10 @@ mod tests {
             "99999999999999999999s",
         ] {
             assert!(parse_timespan(bad).is_err(), "{bad:?} accepted");
+        }
+        // What words::timespan prints, this reads back (whole values).
+        for d in [100, 1000, 90_000, 3_600_000, 86_400_000].map(Duration::from_millis) {
+            assert_eq!(parse_timespan(&crate::words::timespan(d)), Ok(d));
         }
     }
 

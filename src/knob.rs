@@ -103,6 +103,27 @@ impl Knob {
         base.join(&self.rel)
     }
 
+    /// The shell command that sets this knob back to `previous` by hand (what `apply` and the
+    /// daemon print when they change a value, so the undo is exact): `sysctl -w KEY=VALUE`,
+    /// or `echo VALUE > /sys/PATH` (the path as the machine names it, whatever `--root`).
+    /// `None` for an empty value, which no command can write back.
+    pub(crate) fn undo(&self, previous: &str) -> Option<String> {
+        if previous.is_empty() {
+            return None;
+        }
+        Some(match self.kind {
+            Kind::Sysctl => format!(
+                "sysctl -w {}",
+                shell_quote(&format!("{}={previous}", self.name))
+            ),
+            Kind::Sysfs => format!(
+                "echo {} > {}",
+                shell_quote(previous),
+                shell_quote(&format!("/sys/{}", self.rel.display()))
+            ),
+        })
+    }
+
     /// Whether THP's `enabled` must be written after its siblings: `defrag` first, so the
     /// moment huge pages are (re)allowed the defrag policy is already the one we want.
     pub(crate) fn write_last(&self) -> bool {
@@ -199,6 +220,19 @@ impl Knob {
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .map_err(|e| KnobError::from_io(at.shown.clone(), Op::Write, e))?;
         self.read(at)
+    }
+}
+
+/// `s` as one shell word: as it is when it has only characters no shell treats specially,
+/// else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-./:=+,@%".contains(c));
+    if plain && !s.is_empty() {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -601,6 +635,32 @@ mod tests {
              each time something else set it at once (read back \"0\", \"\", \"0\"); it is \
              written again at its next change"
         );
+    }
+
+    #[test]
+    fn undo_commands_set_the_previous_value_back() {
+        let k = Knob::new(Kind::Sysctl, "vm.overcommit_memory", "1").unwrap();
+        assert_eq!(
+            k.undo("0").as_deref(),
+            Some("sysctl -w vm.overcommit_memory=0")
+        );
+        assert_eq!(k.undo(""), None);
+        let k = Knob::new(Kind::Sysctl, "net.ipv4.tcp_rmem", "4096 131072 6291456").unwrap();
+        assert_eq!(
+            k.undo("4096 87380 6291456").as_deref(),
+            Some("sysctl -w 'net.ipv4.tcp_rmem=4096 87380 6291456'")
+        );
+        let k = Knob::new(
+            Kind::Sysfs,
+            "kernel/mm/transparent_hugepage/enabled",
+            "never",
+        )
+        .unwrap();
+        assert_eq!(
+            k.undo("always").as_deref(),
+            Some("echo always > /sys/kernel/mm/transparent_hugepage/enabled")
+        );
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! The house, from the ground up; a module imports only from the ones above it in this
 //! list, and data flows one way: settings → survey → step → report.
+//! - [`words`]: how counts, durations and values are said in sentences (imports nothing);
 //! - [`os`]: touches the machine and knows no knob (the root, capped reads, atomic writes,
 //!   errno classes, processes, namespaces, the journal and sd_notify);
 //! - [`config`] and [`knob`]: the validated settings, and one kernel setting;
@@ -28,6 +29,7 @@ mod neighbours;
 mod os;
 mod published;
 mod sysctl_d;
+mod words;
 
 pub use cli::{Outcome, run};
 pub use config::{DEFAULT_CONFIG, Settings, Source};

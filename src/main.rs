@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         // Everything in spec (doctor: no check fails); the daemon stopped cleanly; help.
         Outcome::Ok => 0,
         // Something is not in spec or could not be set (doctor: a check failed; reload:
-        // the daemon did not confirm).
+        // the daemon did not confirm; validate: a knob this machine does not have).
         Outcome::NotOk => 1,
         // The config or the command line was refused; nothing was written (reload: the
         // new config was refused and the running one stays).

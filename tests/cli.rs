@@ -77,7 +77,7 @@ const CASES: &[Case] = &[
         1,
         &[
             "vm.overcommit_memory                    1        1        2     boot-drift\n",
-            "vm.overcommit_memory: the next boot sets 2 (/etc/sysctl.d/50-strict.conf:1)\n",
+            // Said once (check_says_each_fact_once).
             "vm.overcommit_memory: overridden by /etc/sysctl.d/50-strict.conf:1 sets 2\n",
         ],
         &[],
@@ -111,7 +111,11 @@ const CASES: &[Case] = &[
         "38-unmanaged-override",
         &["apply", "--no-persist"],
         1,
-        &["vm.overcommit_memory: already 1"],
+        &[
+            "vm.overcommit_memory: already 1",
+            // stdout says why the exit code is 1.
+            "not in spec, so exit 1: vm.overcommit_memory: 1 now, but the next boot does not keep it: /etc/sysctl.d/50-strict.conf:1 sets 2\n",
+        ],
         &["vm.overcommit_memory: overridden by /etc/sysctl.d/50-strict.conf:1 sets 2"],
     ),
     (
@@ -122,6 +126,7 @@ const CASES: &[Case] = &[
         &[
             "etc/forksafe/forksafe.toml:6: vm.overcommit_memory_typo: the value is empty",
             "nothing was changed",
+            "check it with `forksafe validate`",
         ],
     ),
     ("05-bad-config", &["apply"], 2, &[], &["forksafe.toml:6:"]),
@@ -149,6 +154,46 @@ const CASES: &[Case] = &[
         &[],
     ),
     ("01-drift", &["--version"], 0, &["forksafe 0.1.0"], &[]),
+    (
+        "01-drift",
+        &["help", "check"],
+        0,
+        &[
+            "Usage: forksafe [GLOBAL OPTIONS] check [--json] [--now]",
+            "  --now  ",
+        ],
+        &[],
+    ),
+    (
+        "01-drift",
+        &["apply", "--help"],
+        0,
+        &["Usage: forksafe [GLOBAL OPTIONS] apply [--no-persist]"],
+        &[],
+    ),
+    (
+        // Plurals said right: "1 failure", "1 warning".
+        "34-doctor-per-size-escape",
+        &["doctor"],
+        1,
+        &["this machine is NOT fork-safe (1 failure, "],
+        &[],
+    ),
+    ("36-doctor-no-swap", &["doctor"], 0, &["(1 warning)\n"], &[]),
+    (
+        "01-drift",
+        &["chek"],
+        2,
+        &[],
+        &["unknown command \"chek\"; did you mean check?"],
+    ),
+    (
+        "01-drift",
+        &["check", "--jsn"],
+        2,
+        &[],
+        &["did you mean --json?"],
+    ),
 ];
 
 #[test]
@@ -171,6 +216,19 @@ fn exit_codes_and_output() {
             assert_eq!(tree.snapshot(), before, "{ctx}");
         }
     }
+}
+
+/// check says each fact once: the line that wins at boot is named once, not as what the
+/// next boot sets and again as what overrides it.
+#[test]
+fn check_says_each_fact_once() {
+    let tree = Tree::new("38-unmanaged-override");
+    let out = text(&tree.run(&["check"]).stdout);
+    assert_eq!(count(&out, "50-strict.conf:1"), 1, "{out}");
+    // Where no line overrides it, what the next boot does is said (once).
+    let tree = Tree::new("01-drift");
+    let out = text(&tree.run(&["check"]).stdout);
+    assert_eq!(count(&out, "nothing sets it at boot"), 1, "{out}");
 }
 
 #[test]
@@ -237,6 +295,19 @@ fn apply_reports_each_change() {
         out.contains("kernel/mm/transparent_hugepage/enabled: set to never (was always)"),
         "{out}"
     );
+    // And the command that puts everything back, the last change first.
+    assert!(
+        out.contains(
+            "to undo: rm /etc/sysctl.d/99-zz-forksafe.conf; \
+             echo always > /sys/kernel/mm/transparent_hugepage/enabled; \
+             echo madvise > /sys/kernel/mm/transparent_hugepage/defrag; \
+             sysctl -w vm.overcommit_memory=0\n"
+        ),
+        "{out}"
+    );
+    // Nothing changed the second time: nothing to undo.
+    let out = text(&tree.run(&["apply"]).stdout);
+    assert!(!out.contains("to undo"), "{out}");
 }
 
 /// A write the kernel (here: the file system) refuses: the other knobs are still enforced,

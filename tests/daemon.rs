@@ -41,7 +41,7 @@ fn ready_only_after_knobs_are_set_then_repairs_drift() {
 
     tree.drift_overcommit_until_repaired("the repair");
     let status = d.wait_message("STATUS=");
-    assert!(status.contains("1 repairs since start"), "{status}");
+    assert!(status.contains("1 repair since start"), "{status}");
     tree.set(&format!("{THP}/enabled"), "[always] madvise never\n");
     wait_for("the THP repair", || {
         tree.read(&format!("{THP}/enabled")) == "never\n"

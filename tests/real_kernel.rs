@@ -317,3 +317,48 @@ fn a_write_no_event_reports_is_repaired_by_the_poll() {
         "{log}"
     );
 }
+
+/// The undo `apply` prints is exact: run as printed (procps' sysctl, a shell's echo), it
+/// puts each value it changed back, THP included.
+#[test]
+fn apply_prints_an_undo_that_puts_every_value_back() {
+    let _one_at_a_time = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = why_not() {
+        eprintln!(
+            "SKIPPED apply_prints_an_undo_that_puts_every_value_back: {why}; this test needs root and a writable /proc/sys and THP"
+        );
+        return;
+    }
+    if Command::new("sysctl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED apply_prints_an_undo_that_puts_every_value_back: no sysctl(8) (procps)");
+        return;
+    }
+    let _guard = Restore::save();
+    let before = ["0", "madvise", "madvise"];
+    for (k, v) in REAL_KNOBS.iter().zip(before) {
+        write_knob(k, v).unwrap();
+    }
+    let (_cfg, cfg_file) = config_file(
+        "[sysctl]\n\"vm.overcommit_memory\" = 1\n\
+         [sysfs]\n\"kernel/mm/transparent_hugepage/enabled\" = \"never\"\n\
+         \"kernel/mm/transparent_hugepage/defrag\" = \"never\"\n\
+         [sysctl_d]\nmanage = false\n",
+    );
+    let o = Command::new(BIN)
+        .args(["--root", "/", "--config"])
+        .arg(&cfg_file)
+        .args(["apply", "--no-persist"])
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    let now: Vec<String> = REAL_KNOBS.iter().map(|k| read_knob(k)).collect();
+    assert_eq!(now, ["1", "never", "never"], "{out}");
+    let undo = out
+        .lines()
+        .find_map(|l| l.strip_prefix("to undo: "))
+        .unwrap_or_else(|| panic!("no undo in:\n{out}"));
+    let o = Command::new("sh").args(["-ec", undo]).output().unwrap();
+    assert!(o.status.success(), "{undo}: {}", text(&o.stderr));
+    let after: Vec<String> = REAL_KNOBS.iter().map(|k| read_knob(k)).collect();
+    assert_eq!(after, before, "{undo}");
+}

@@ -11,5 +11,14 @@ if [ -d /run/systemd/system ]; then
     if [ "$1" -eq 1 ]; then
         systemctl start forksafe.service >/dev/null 2>&1 || :
     fi
+else
+    # No systemd running (a container, a chroot, another init): nothing was started. Say so,
+    # rather than leave the knobs as they were in silence.
+    cat >&2 <<'EOF'
+forksafe: systemd is not running here (no /run/systemd/system: a container or a chroot?).
+forksafe.service is enabled for the next boot under systemd, but it was not started, so
+the kernel settings are unchanged. See them with `forksafe doctor`; set them once with
+`forksafe apply`, or run `forksafe run` under this system's service manager.
+EOF
 fi
 journalctl --update-catalog >/dev/null 2>&1 || :

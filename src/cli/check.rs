@@ -3,12 +3,13 @@
 
 use crate::config::Settings;
 use crate::doctor::{self, Verdict, auth::Auth};
-use crate::enforce::{self, KnobReport, Pass};
+use crate::enforce::{self, KnobReport, Pass, Status};
 use crate::knob::normalize;
 use crate::os::fsread;
 use crate::os::root::Root;
 use crate::published::{self, Contested};
 use crate::sysctl_d::Assignment;
+use crate::words;
 
 use super::args::{Cli, Outcome};
 
@@ -31,39 +32,102 @@ pub(super) fn check(root: &Root, settings: &Settings, json: bool, now: bool) -> 
     if ok { Outcome::Ok } else { Outcome::NotOk }
 }
 
-/// `forksafe apply`: one look and repair, the drop-in written unless `no_persist`.
+/// `forksafe apply`: one look and repair, the drop-in written unless `no_persist`. stdout
+/// says what changed, the command that undoes it, and, when the exit code is 1, why.
 pub(super) fn apply(root: &Root, settings: &Settings, no_persist: bool) -> Outcome {
     let mut settings = settings.clone();
     if no_persist {
         settings.dropin = None;
     }
     let pass = enforce::once(root, &settings, true);
+    let mut undo = Vec::new();
     for r in &pass.reports {
         let k = r.knob;
         match (&r.repair, r.error()) {
-            (Some(Ok(())), _) => println!(
-                "{}: set to {} (was {})",
-                k.name(),
-                k.desired(),
-                r.observed.as_deref().unwrap_or("?")
-            ),
+            (Some(Ok(())), _) => {
+                let was = r.observed.as_deref().unwrap_or("");
+                println!(
+                    "{}: set to {} (was {})",
+                    k.name(),
+                    k.desired(),
+                    words::value(was)
+                );
+                undo.extend(k.undo(was));
+            }
             (_, Some(e)) => eprintln!("forksafe: {}: {e}", k.name()),
             (_, None) => println!("{}: already {}", k.name(), k.desired()),
         }
     }
     if let Some(d) = &pass.survey.dropin {
         match &d.wrote {
-            Some(Ok(_)) => println!("{}: written", d.file.display()),
+            Some(Ok(_)) => {
+                println!("{}: written", d.file.display());
+                undo.push(format!("rm {}", d.file.display()));
+            }
             _ if d.is_current() => println!("{}: up to date", d.file.display()),
             _ => {}
         }
     }
     eprint!("{}", notes(&pass));
+    if !undo.is_empty() {
+        // The last change first: THP `enabled` goes back before `defrag`.
+        undo.reverse();
+        println!("to undo: {}", undo.join("; "));
+    }
     if pass.all_ok() {
         Outcome::Ok
     } else {
+        for why in not_in_spec(&pass) {
+            println!("not in spec, so exit 1: {why}");
+        }
         Outcome::NotOk
     }
+}
+
+/// Why a pass is not all in spec, one line per knob (and the drop-in): what `apply` ends its
+/// stdout with when it exits 1.
+fn not_in_spec(pass: &Pass) -> Vec<String> {
+    let mut out: Vec<String> = pass
+        .reports
+        .iter()
+        .filter_map(|r| {
+            let name = r.knob.name();
+            let why = match r.status() {
+                Status::Ok => return None,
+                Status::BootDrift => format!(
+                    "{} now, but the next boot does not keep it: {}",
+                    r.knob.desired(),
+                    r.boot
+                        .as_ref()
+                        .and_then(|b| b.trouble())
+                        .unwrap_or_default()
+                ),
+                Status::BootUnknown => format!(
+                    "{} now, but {}",
+                    r.knob.desired(),
+                    r.boot
+                        .as_ref()
+                        .and_then(|b| b.unknown())
+                        .unwrap_or_default()
+                ),
+                Status::Drift => format!(
+                    "is {}, not {}: something else set it at once",
+                    words::value(r.current().unwrap_or("")),
+                    r.knob.desired()
+                ),
+                Status::Absent => "not on this kernel".to_string(),
+                Status::Error => match r.error() {
+                    Some(e) => format!("not set: {e}"),
+                    None => "not set".to_string(),
+                },
+            };
+            Some(format!("{name}: {why}"))
+        })
+        .collect();
+    if let Some(problem) = pass.survey.dropin.as_ref().and_then(|d| d.problem(false)) {
+        out.push(format!("drop-in: {problem}"));
+    }
+    out
 }
 
 /// Where the databases' passwords come from: `--password-file` (first line), else
@@ -170,10 +234,10 @@ fn render(pass: &Pass, contested: &[Contested]) -> String {
     for r in &pass.reports {
         if let Some(c) = contest_of(contested, r) {
             out.push_str(&format!(
-                "{}: contested: the daemon has repaired it {} times since the fight began; something keeps setting it to {}{}\n",
+                "{}: contested: the daemon has repaired it {} since the fight began; something keeps setting it to {}{}\n",
                 c.knob,
-                c.repairs,
-                c.values.join(", "),
+                words::count64(c.repairs, "time", "times"),
+                words::values(&c.values),
                 c.source.as_ref().map_or(String::new(), |s| format!(" (likely source: {s})"))
             ));
         }
@@ -192,14 +256,8 @@ fn notes(pass: &Pass) -> String {
             out.push_str(&format!("{name}: {e}\n"));
         }
         let Some(boot) = &r.boot else { continue };
-        if !boot.right {
-            out.push_str(&format!("{name}: {}\n", boot.explain()));
-        }
-        if let Some(unknown) = boot.unknown() {
-            out.push_str(&format!("{name}: {unknown}\n"));
-        }
-        for o in &boot.overrides {
-            out.push_str(&format!("{name}: overridden by {o}\n"));
+        for fact in boot.facts() {
+            out.push_str(&format!("{name}: {fact}\n"));
         }
         for o in &boot.shadowed {
             out.push_str(&format!(

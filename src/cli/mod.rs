@@ -1,6 +1,7 @@
 //! The command line: each command run to its [`Outcome`]; `main` turns an outcome into the
 //! exit code. The grammar is in [`args`], what `check`, `apply` and `doctor` print in
-//! [`check`], and `forksafe reload` in [`reload`].
+//! [`check`], `forksafe validate` in [`validate`], `forksafe reload` in [`reload`], and
+//! "did you mean" in [`spelling`].
 
 use crate::config::{CONFIG_PATH, ConfigError, Settings, Source};
 use crate::os::report;
@@ -9,6 +10,8 @@ use crate::os::root::Root;
 mod args;
 mod check;
 mod reload;
+mod spelling;
+mod validate;
 
 pub use args::Outcome;
 use args::{Command, Parsed, parse_args};
@@ -46,10 +49,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Outcome {
         Command::Check => check::check(&root, &settings, cli.json, cli.now),
         Command::Apply => check::apply(&root, &settings, cli.no_persist),
         Command::Doctor => check::doctor(&root, &settings, &cli),
-        Command::Validate => {
-            println!("{}: accepted: {}", settings.source, settings.summary());
-            Outcome::Ok
-        }
+        Command::Validate => validate::validate(&root, &settings),
         Command::Run => {
             match crate::daemon::run(root, cli.config.as_deref(), settings, cli.watch_via) {
                 Ok(()) => Outcome::Ok,
@@ -66,7 +66,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Outcome {
 fn config_refused(e: &ConfigError) -> Outcome {
     log::error!(
         "configuration refused, nothing was changed: {e}\n\
-         Fix the file, then validate it with `forksafe check`."
+         Fix the file, then check it with `forksafe validate`."
     );
     Outcome::Refused
 }

@@ -16,6 +16,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::words;
+
 /// Repairs within the window that make a fight.
 pub(crate) const REPAIRS_FOR_FIGHT: usize = 3;
 /// The window, in intervals.
@@ -47,11 +49,14 @@ impl Values {
         }
     }
 
-    /// `0, 2` or `0, 2 and 3 others`.
+    /// `0, 2` or `0, 2 and 3 other values` (an empty one as `(empty)`).
     pub(crate) fn describe(&self) -> String {
-        let mut s = self.seen.join(", ");
+        let mut s = words::values(&self.seen);
         if self.others > 0 {
-            s.push_str(&format!(" and {} other values", self.others));
+            s.push_str(&format!(
+                " and {}",
+                words::count64(self.others, "other value", "other values")
+            ));
         }
         s
     }

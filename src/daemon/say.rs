@@ -13,6 +13,7 @@ use crate::os::report::{Event, EventKind};
 use crate::os::root::Root;
 use crate::sysctl_d::Skipped;
 use crate::sysctl_d::dropin::{DropinReport, DropinState};
+use crate::words;
 
 use super::fight::{self, Ended, Talk};
 
@@ -77,15 +78,23 @@ pub(crate) fn knob_event(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Even
             .field("EXPECTED", k.desired())
             .field("OBSERVED", observed)
     };
+    let was = words::value(observed);
     let event = match (&r.repair, &r.observed) {
         (Some(Ok(())), _) if *seen == Seen::Fresh => base(
             EventKind::Enforced,
-            format!("{}: set to {} (was {observed})", k.name(), k.desired()),
+            format!(
+                "{}: set to {} (was {was}){}",
+                k.name(),
+                k.desired(),
+                k.undo(observed).map_or(String::new(), |cmd| format!(
+                    "; once forksafe is stopped, `{cmd}` puts it back"
+                ))
+            ),
         ),
         (Some(Ok(())), _) => base(
             EventKind::Repaired,
             format!(
-                "{}: drifted to {observed}, set back to {}",
+                "{}: drifted to {was}, set back to {}",
                 k.name(),
                 k.desired()
             ),
@@ -107,8 +116,9 @@ pub(crate) fn knob_event(r: &KnobReport, seen: &Seen, now: &Seen) -> Option<Even
         (None, Ok(v)) if v != k.desired() => base(
             EventKind::DriftDetected,
             format!(
-                "{}: is {v}, expected {} (audit mode: not repaired)",
+                "{}: is {}, expected {} (audit mode: not repaired)",
                 k.name(),
+                words::value(v),
                 k.desired()
             ),
         ),
@@ -156,13 +166,10 @@ pub(crate) fn who(root: &Root, sources: &Sources, knob: &Knob) -> String {
 /// The entry for a fight's start or its summary; `who` from [`who`]. In audit mode a fight
 /// is counted in changes to a wrong value, none repaired.
 pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str, audit: bool) -> Event {
-    let (times, what) = if audit {
-        ("changes", "Audit mode: it is not repaired; its changes")
+    let (one, many) = if audit {
+        ("change", "changes")
     } else {
-        (
-            "repairs",
-            "forksafe keeps repairing it at once and at least every",
-        )
+        ("repair", "repairs")
     };
     let event = match talk {
         Talk::Started {
@@ -171,25 +178,28 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str, aud
             values,
         } => {
             let how = if audit {
-                what.to_string()
+                "Audit mode: it is not repaired; its changes".to_string()
             } else {
-                format!("{what} {interval:?}; its repairs")
+                format!(
+                    "forksafe keeps repairing it at once and at least every {}; its repairs",
+                    words::timespan(interval)
+                )
             };
             Event::new(
                 EventKind::FightDetected,
                 format!(
                     "{}: something keeps setting it back (to {}; {} in {}); {who}. {how} are \
-                     summarised every {} minutes from now on, until it stays at {} for {}",
+                     summarised every {} from now on, until it stays at {} for {}",
                     knob.name(),
                     values.describe(),
-                    count(*repairs as u64, &times[..times.len() - 1]),
-                    seconds(*over),
-                    fight::SUMMARY_EVERY.as_secs() / 60,
+                    words::count(*repairs, one, many),
+                    words::timespan(*over),
+                    words::timespan(fight::SUMMARY_EVERY),
                     knob.desired(),
-                    seconds(interval * fight::CALM),
+                    words::timespan(interval * fight::CALM),
                 ),
             )
-            .field("COUNT", repairs)
+            .number("COUNT", *repairs)
             .field("OBSERVED", values.list().join(","))
         }
         Talk::Ongoing {
@@ -200,17 +210,17 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str, aud
         } => Event::new(
             EventKind::FightOngoing,
             format!(
-                "{}: still contested: {} {since_last} times in the last {} minutes ({} in {}; \
-                 set to {}); {who}",
+                "{}: still contested: {} {} in the last {} ({} in {}; set to {}); {who}",
                 knob.name(),
                 if audit { "changed" } else { "repaired" },
-                fight::SUMMARY_EVERY.as_secs() / 60,
-                count(*repairs, &times[..times.len() - 1]),
-                seconds(*lasted),
+                words::count64(*since_last, "time", "times"),
+                words::timespan(fight::SUMMARY_EVERY),
+                words::count64(*repairs, one, many),
+                words::timespan(*lasted),
                 values.describe(),
             ),
         )
-        .field("COUNT", repairs)
+        .number("COUNT", *repairs)
         .field("OBSERVED", values.list().join(",")),
     };
     event
@@ -220,37 +230,23 @@ pub(crate) fn fight(knob: &Knob, talk: &Talk, interval: Duration, who: &str, aud
 
 /// The entry for a fight that is over.
 pub(crate) fn fight_over(knob: &Knob, ended: &Ended, audit: bool) -> Event {
+    let (one, many) = if audit {
+        ("change", "changes")
+    } else {
+        ("repair", "repairs")
+    };
     Event::new(
         EventKind::BackInSpec,
         format!(
             "{}: no longer contested after {} in {}",
             knob.name(),
-            count(ended.repairs, if audit { "change" } else { "repair" }),
-            seconds(ended.lasted)
+            words::count64(ended.repairs, one, many),
+            words::timespan(ended.lasted)
         ),
     )
     .field("KNOB", knob.name())
     .field("EXPECTED", knob.desired())
-    .field("COUNT", ended.repairs)
-}
-
-/// `1 repair`, `3 repairs`.
-fn count(n: u64, one: &str) -> String {
-    if n == 1 {
-        format!("{n} {one}")
-    } else {
-        format!("{n} {one}s")
-    }
-}
-
-/// A duration in whole seconds for people: `under a second`, `1 s`, `42 s`, `12 min 5 s`.
-fn seconds(d: Duration) -> String {
-    match d.as_secs() {
-        0 => "under a second".to_string(),
-        s if s < 60 => format!("{s} s"),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{} min {} s", s / 60, s % 60),
-    }
+    .number("COUNT", ended.repairs)
 }
 
 /// The `STATUS=` line: short, and the same from tick to tick while nothing changes.
@@ -264,10 +260,11 @@ pub(crate) fn status_line(
     let count = |s: Status| statuses.iter().filter(|r| **r == s).count();
     let ok = count(Status::Ok) + count(Status::BootDrift) + count(Status::BootUnknown);
     // (a knob not kept at the next boot is in spec now; the suffix says the rest)
+    let knobs = words::count(total, "knob", "knobs");
     let mut line = if ok == total {
-        format!("{total} knobs in spec")
+        format!("{knobs} in spec")
     } else {
-        format!("{ok} of {total} knobs in spec")
+        format!("{ok} of {knobs} in spec")
     };
     for (s, what) in [
         (Status::BootDrift, "not kept at the next boot"),
@@ -285,7 +282,10 @@ pub(crate) fn status_line(
         line.push_str(&format!(", {contested} contested"));
     }
     if repair_mode {
-        line.push_str(&format!(", {repairs} repairs since start"));
+        line.push_str(&format!(
+            ", {} since start",
+            words::count64(repairs, "repair", "repairs")
+        ));
     } else {
         line.push_str(" (audit mode)");
     }
@@ -436,7 +436,7 @@ impl Said {
                         e = e
                             .field("OBSERVED", a.value.as_deref().unwrap_or(""))
                             .field("FILE", a.file.display())
-                            .field("LINE", a.line);
+                            .number("LINE", a.line);
                     }
                     e
                 });
@@ -477,7 +477,7 @@ mod tests {
     use std::path::Path;
 
     fn file_is(event: &Event, path: &Path) -> bool {
-        event.get("FILE") == Some(&path.display().to_string())
+        event.get("FILE") == Some(path.display().to_string())
     }
 
     fn settings(text: &str) -> Settings {
@@ -505,7 +505,11 @@ mod tests {
         let r = report(k, "0", Some(Ok(())));
         let e = knob_event(&r, &Seen::Fresh, &Seen::after(&r)).unwrap();
         assert_eq!(e.kind(), EventKind::Enforced);
-        assert_eq!(e.message(), "vm.overcommit_memory: set to 1 (was 0)");
+        assert_eq!(
+            e.message(),
+            "vm.overcommit_memory: set to 1 (was 0); once forksafe is stopped, \
+             `sysctl -w vm.overcommit_memory=0` puts it back"
+        );
         let r = report(k, "1", None);
         let e = knob_event(&r, &Seen::Fresh, &Seen::after(&r)).unwrap();
         assert_eq!(e.message(), "vm.overcommit_memory: already 1");
@@ -519,7 +523,14 @@ mod tests {
             e.message(),
             "vm.overcommit_memory: drifted to 0, set back to 1"
         );
-        assert_eq!(e.get("OBSERVED").map(String::as_str), Some("0"));
+        assert_eq!(e.get("OBSERVED").as_deref(), Some("0"));
+        // An empty value (a file read while it was being rewritten) is said as such.
+        let r = report(k, "", Some(Ok(())));
+        let e = knob_event(&r, &Seen::Ok, &Seen::after(&r)).unwrap();
+        assert_eq!(
+            e.message(),
+            "vm.overcommit_memory: drifted to (empty), set back to 1"
+        );
         // Audit mode: the drift once, then silence while it stays.
         let r = report(k, "2", None);
         let now = Seen::after(&r);
@@ -545,7 +556,7 @@ mod tests {
         let now = Seen::after(&r);
         let e = knob_event(&r, &Seen::Ok, &now).unwrap();
         assert_eq!(e.kind(), EventKind::RepairFailed);
-        assert_eq!(e.get("ERRNO").map(String::as_str), Some("30"));
+        assert_eq!(e.get("ERRNO").as_deref(), Some("30"));
         assert!(knob_event(&r, &now, &now).is_none());
     }
 
@@ -563,6 +574,10 @@ mod tests {
         assert_eq!(
             status_line(&[Drift, Absent], 0, false, 0),
             "0 of 2 knobs in spec, 1 drifted, 1 absent (audit mode)"
+        );
+        assert_eq!(
+            status_line(&[Ok], 1, true, 0),
+            "1 knob in spec, 1 repair since start"
         );
     }
 
@@ -584,24 +599,35 @@ mod tests {
         assert_eq!(e.kind(), EventKind::FightDetected);
         assert_eq!(
             e.message(),
-            "vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2 s); \
+            "vm.overcommit_memory: something keeps setting it back (to 0, 2; 3 repairs in 2s); \
              no known tuner is running. forksafe keeps repairing it at once and at least every \
-             1s; its repairs are summarised every 10 minutes from now on, until it stays at 1 \
-             for 10 s"
+             1s; its repairs are summarised every 10min from now on, until it stays at 1 \
+             for 10s"
         );
+        assert_eq!(e.get("COUNT").as_deref(), Some("3"));
+        assert_eq!(e.get("OBSERVED").as_deref(), Some("0,2"));
         let e = fight(&s.knobs[0], &talk, Duration::from_secs(1), "who", true);
         assert!(
             e.message()
-                .contains("(to 0, 2; 3 changes in 2 s); who. Audit mode: it is not repaired; its changes are summarised"),
+                .contains("(to 0, 2; 3 changes in 2s); who. Audit mode: it is not repaired; its changes are summarised"),
             "{}",
             e.message()
         );
-        // Under a second is said so, never "0ns"; plurals are right.
-        assert_eq!(seconds(Duration::from_millis(300)), "under a second");
-        assert_eq!(seconds(Duration::from_secs(725)), "12 min 5 s");
-        assert_eq!(count(1, "repair"), "1 repair");
-        assert_eq!(e.get("COUNT").map(String::as_str), Some("3"));
-        assert_eq!(e.get("OBSERVED").map(String::as_str), Some("0,2"));
+        // Under a second: milliseconds, never "0ns"; an empty value is said as such.
+        let mut c = fight::Contest::new(Duration::from_millis(100));
+        c.repaired(t0, "0");
+        c.repaired(t0 + Duration::from_millis(100), "");
+        let talk = c.repaired(t0 + Duration::from_millis(300), "0").unwrap();
+        let e = fight(&s.knobs[0], &talk, Duration::from_millis(100), "x", false);
+        assert!(
+            e.message().starts_with(
+                "vm.overcommit_memory: something keeps setting it back (to (empty), 0; 3 repairs in 300ms); x. \
+                 forksafe keeps repairing it at once and at least every 100ms; its repairs are \
+                 summarised every 10min from now on, until it stays at 1 for 1s"
+            ),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]
@@ -626,7 +652,7 @@ mod tests {
             "{}",
             e[0].message()
         );
-        assert_eq!(e[0].get("LINE").map(String::as_str), Some("1"));
+        assert_eq!(e[0].get("LINE").as_deref(), Some("1"));
         assert!(file_is(&e[0], Path::new("/etc/sysctl.d/50-strict.conf")));
         // The same again: silence.
         assert!(

@@ -61,7 +61,8 @@ impl Watch {
             .map_err(|e| {
                 log::warn!(
                     "inotify unavailable ({e}): drift is found by the poll every interval, and \
-                     sysctl.d is re-read every {RESCAN:?}"
+                     sysctl.d is re-read every {}",
+                    crate::words::timespan(RESCAN)
                 )
             })
             .ok();

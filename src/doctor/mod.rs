@@ -126,15 +126,17 @@ pub(crate) fn render(checks: &[Check]) -> String {
         .iter()
         .filter(|c| c.status == Verdict::Unknown)
         .count();
+    let warnings = crate::words::count(warns, "warning", "warnings");
     let mut out = match (fails, unknown) {
-        (0, 0) => format!(
-            "forksafe doctor: this machine can fork its database safely ({warns} warnings)\n\n"
-        ),
+        (0, 0) => {
+            format!("forksafe doctor: this machine can fork its database safely ({warnings})\n\n")
+        }
         (0, u) => format!(
-            "forksafe doctor: no check fails, but {u} could not be judged (unknown), so this is not proof that the machine is fork-safe ({warns} warnings)\n\n"
+            "forksafe doctor: no check fails, but {u} could not be judged (unknown), so this is not proof that the machine is fork-safe ({warnings})\n\n"
         ),
         (f, u) => format!(
-            "forksafe doctor: this machine is NOT fork-safe ({f} failures, {warns} warnings, {u} unknown)\n\n"
+            "forksafe doctor: this machine is NOT fork-safe ({}, {warnings}, {u} unknown)\n\n",
+            crate::words::count(f, "failure", "failures")
         ),
     };
     let width = checks.iter().map(|c| c.id.len()).max().unwrap_or(0);

@@ -103,12 +103,37 @@ impl EventKind {
     }
 }
 
+/// A field's value. The journal takes every value as text; a JSON line keeps the type, so
+/// a field is always one or the other: `LINE`, `CONFIG_LINE`, `COUNT` and `ERRNO` are
+/// numbers, the rest text.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl Value {
+    fn text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Value::Text(s) => serde_json::Value::String(s.clone()),
+            Value::Number(n) => serde_json::Value::Number(n.clone()),
+        }
+    }
+}
+
 /// One event: its kind, a sentence for people, and fields for the journal (`KNOB`,
 /// `EXPECTED`, `OBSERVED`, `ERRNO`, `FILE`, `LINE`, ...).
 pub(crate) struct Event {
     kind: EventKind,
     message: String,
-    fields: Vec<(&'static str, String)>,
+    fields: Vec<(&'static str, Value)>,
 }
 
 impl Event {
@@ -121,16 +146,22 @@ impl Event {
         }
     }
 
-    /// Add a journal field (upper-case name).
+    /// Add a text field (upper-case name).
     pub(crate) fn field(mut self, name: &'static str, value: impl ToString) -> Event {
-        self.fields.push((name, value.to_string()));
+        self.fields.push((name, Value::Text(value.to_string())));
+        self
+    }
+
+    /// Add a number field (`LINE`, `CONFIG_LINE`, `COUNT`): a JSON number in JSON lines.
+    pub(crate) fn number(mut self, name: &'static str, n: impl Into<serde_json::Number>) -> Event {
+        self.fields.push((name, Value::Number(n.into())));
         self
     }
 
     /// Add `ERRNO` when there is one.
     pub(crate) fn errno(self, errno: Option<i32>) -> Event {
         match errno {
-            Some(e) => self.field("ERRNO", e),
+            Some(e) => self.number("ERRNO", e),
             None => self,
         }
     }
@@ -147,17 +178,20 @@ impl Event {
         &self.message
     }
 
-    /// A field's value (for tests of what is said).
+    /// A field's value as the journal gets it (for tests of what is said).
     #[cfg(test)]
-    pub(crate) fn get(&self, name: &str) -> Option<&String> {
-        self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.text())
     }
 
     /// Log it.
     pub(crate) fn emit(self) {
-        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(self.fields.len() + 1);
-        fields.push(("MESSAGE_ID", self.kind.message_id()));
-        fields.extend(self.fields.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut fields = Vec::with_capacity(self.fields.len() + 1);
+        fields.push(("MESSAGE_ID", Value::Text(self.kind.message_id().into())));
+        fields.extend(self.fields);
         write(self.kind.level(), &self.message, &fields);
     }
 }
@@ -217,7 +251,9 @@ impl<T: PartialEq> Memo<T> {
 pub(crate) enum Format {
     /// `forksafe: info: message`.
     Text,
-    /// One JSON object per line: `MESSAGE`, `PRIORITY`, `MESSAGE_ID`, `KNOB`, ...
+    /// One JSON object per line, in the names log shippers look for (`time`, `level`,
+    /// `msg`), then the event's own fields under their journal names (`MESSAGE_ID`, `KNOB`,
+    /// ...). See [`json_line`].
     Json,
 }
 
@@ -246,17 +282,29 @@ fn syslog_priority(level: Level) -> u8 {
     }
 }
 
+/// The level's name, as text lines and JSON lines say it (and as Loki, Fluent Bit and
+/// Vector recognise it).
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warn => "warning",
+        Level::Info => "info",
+        Level::Debug | Level::Trace => "debug",
+    }
+}
+
 /// journald's native format: `KEY=value\n`, or for a value with a newline `KEY\n`, its
 /// length as 64-bit little endian, the value, `\n`.
-fn journal_entry(level: Level, message: &str, fields: &[(&str, &str)]) -> Vec<u8> {
+fn journal_entry(level: Level, message: &str, fields: &[(&str, Value)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let priority = syslog_priority(level).to_string();
     let base = [
-        ("PRIORITY", priority.as_str()),
-        ("SYSLOG_IDENTIFIER", "forksafe"),
-        ("MESSAGE", message),
+        ("PRIORITY", priority),
+        ("SYSLOG_IDENTIFIER", "forksafe".to_string()),
+        ("MESSAGE", message.to_string()),
     ];
-    for (k, v) in base.iter().chain(fields) {
+    let rest = fields.iter().map(|(k, v)| (*k, v.text()));
+    for (k, v) in base.into_iter().chain(rest) {
         out.extend_from_slice(k.as_bytes());
         if v.contains('\n') {
             out.push(b'\n');
@@ -298,35 +346,37 @@ fn rfc3339_now() -> String {
     )
 }
 
-fn stderr_line(format: Format, level: Level, message: &str, fields: &[(&str, &str)]) {
+/// One JSON line: `time` (RFC 3339, UTC), `level` (`error`, `warning`, `info`, `debug`) and
+/// `msg` first, in the names log shippers look for, then the event's fields in the order
+/// they were added, each always of one type (see [`Value`]). journald's own envelope
+/// (`MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, its timestamp) is not repeated: `msg`,
+/// `level` and `time` say the same once.
+fn json_line(time: &str, level: Level, message: &str, fields: &[(&str, Value)]) -> String {
+    let head = [
+        ("time", serde_json::Value::from(time)),
+        ("level", level_name(level).into()),
+        ("msg", message.into()),
+    ];
+    let rest = fields.iter().map(|(k, v)| (*k, v.json()));
+    let members: Vec<String> = head
+        .into_iter()
+        .chain(rest)
+        .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+fn stderr_line(format: Format, level: Level, message: &str, fields: &[(&str, Value)]) {
     let line = match format {
-        Format::Text => {
-            let level = match level {
-                Level::Error => "error",
-                Level::Warn => "warning",
-                Level::Info => "info",
-                Level::Debug | Level::Trace => "debug",
-            };
-            format!("forksafe: {level}: {message}")
-        }
-        Format::Json => {
-            let mut obj = serde_json::Map::new();
-            obj.insert("TIMESTAMP".into(), rfc3339_now().into());
-            obj.insert("PRIORITY".into(), syslog_priority(level).into());
-            obj.insert("SYSLOG_IDENTIFIER".into(), "forksafe".into());
-            obj.insert("MESSAGE".into(), message.into());
-            for (k, v) in fields {
-                obj.insert((*k).to_string(), (*v).into());
-            }
-            serde_json::Value::Object(obj).to_string()
-        }
+        Format::Text => format!("forksafe: {}: {message}", level_name(level)),
+        Format::Json => json_line(&rfc3339_now(), level, message, fields),
     };
     // A failed write to stderr has nowhere better to go; never panic over it.
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
 /// Send one entry to wherever entries go. Never blocks on journald.
-fn write(level: Level, message: &str, fields: &[(&str, &str)]) {
+fn write(level: Level, message: &str, fields: &[(&str, Value)]) {
     if level > log::max_level() {
         return;
     }
@@ -529,11 +579,37 @@ mod tests {
 
     #[test]
     fn journal_entries_use_the_native_format() {
-        let e = journal_entry(Level::Warn, "two\nlines", &[("KNOB", "vm.x")]);
+        let fields = [
+            ("KNOB", Value::Text("vm.x".into())),
+            ("LINE", Value::Number(3.into())),
+        ];
+        let e = journal_entry(Level::Warn, "two\nlines", &fields);
         let mut want = b"PRIORITY=4\nSYSLOG_IDENTIFIER=forksafe\nMESSAGE\n".to_vec();
         want.extend_from_slice(&9u64.to_le_bytes());
-        want.extend_from_slice(b"two\nlines\nKNOB=vm.x\n");
+        want.extend_from_slice(b"two\nlines\nKNOB=vm.x\nLINE=3\n");
         assert_eq!(e, want);
+    }
+
+    #[test]
+    fn json_lines_lead_with_time_level_msg_and_keep_each_fields_type() {
+        let e = Event::new(EventKind::BootOverride, "say \"this\"\n")
+            .field("FILE", "/etc/sysctl.d/50-x.conf")
+            .number("LINE", 7usize)
+            .errno(Some(2));
+        let line = json_line(
+            "2026-11-22T10:04:05.123Z",
+            Level::Warn,
+            &e.message,
+            &e.fields,
+        );
+        assert_eq!(
+            line,
+            r#"{"time":"2026-11-22T10:04:05.123Z","level":"warning","msg":"say \"this\"\n","FILE":"/etc/sysctl.d/50-x.conf","LINE":7,"ERRNO":2}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["LINE"], 7);
+        assert_eq!(level_name(Level::Error), "error");
+        assert_eq!(level_name(Level::Debug), "debug");
     }
 
     #[test]

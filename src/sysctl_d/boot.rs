@@ -48,6 +48,20 @@ impl Boot {
         }
     }
 
+    /// What `check` and `apply` say about the next boot, each fact once: what the next boot
+    /// sets when it is wrong ([`Boot::explain`]), unless a line that overrides it says the
+    /// same already; why it cannot be judged, if so ([`Boot::unknown`]); then each line
+    /// that overrides it.
+    pub(crate) fn facts(&self) -> Vec<String> {
+        let said = |v: &Assignment| self.overrides.contains(v);
+        let explain =
+            !self.right && (self.blocked_by.is_some() || !self.value.as_ref().is_some_and(said));
+        let mut out: Vec<String> = explain.then(|| self.explain()).into_iter().collect();
+        out.extend(self.unknown());
+        out.extend(self.overrides.iter().map(|o| format!("overridden by {o}")));
+        out
+    }
+
     /// Whether the next boot keeps the desired value: systemd-sysctl sets it, and nothing
     /// (procps' `/etc/sysctl.conf` included) sets it to anything else.
     pub(crate) fn keeps(&self) -> bool {

@@ -42,6 +42,13 @@ if [ "$boot" = 1 ]; then
         check 1 "dependencies from the payload install" apt-get install -y -q --no-install-recommends /payload/deps/*.deb
     fi
     check 1 "dpkg -i installs the .deb" dpkg -i /payload/forksafe.deb
+    # md5sums: an admin can check every installed file against the package.
+    check 1 "the package carries md5sums" test -s /var/lib/dpkg/info/forksafe.md5sums
+    check 1 "dpkg --verify finds every file as installed" sh -c '[ -z "$(dpkg --verify forksafe)" ]'
+    cp /usr/share/doc/forksafe/README.md "$STATE/README.md.orig"
+    echo tampered >>/usr/share/doc/forksafe/README.md
+    check 1 "... and names a file changed since" sh -c 'dpkg --verify forksafe | grep -q "/usr/share/doc/forksafe/README.md$"'
+    cp "$STATE/README.md.orig" /usr/share/doc/forksafe/README.md
     check 1 "the unit is enabled" sh -c '[ "$(systemctl is-enabled forksafe.service)" = enabled ]'
     check 1 "the unit is active" active
     check 1 "the knobs are set right after install" knobs_are "1 never never"
@@ -162,6 +169,14 @@ else
     check 10 "... and the others are still enforced" sh -c 'echo madvise >/sys/kernel/mm/transparent_hugepage/defrag; sleep 1; [ "$(sed "s/.*\[\(.*\)\].*/\1/" /sys/kernel/mm/transparent_hugepage/defrag)" = never ]'
     check 10 "... and the service is active" active
 fi
+# Either way, validate accepts the per-size knob (expected to be absent before 6.8), and
+# names a misspelt one.
+check 10 "forksafe validate accepts the config with the per-size knob" forksafe validate
+sed 's|^"vm.overcommit_memory"|"vm.overcommit_memry"|' "$CONF" >"$STATE/typo.toml"
+forksafe --config "$STATE/typo.toml" validate >"$OUT/validate-typo.txt" 2>&1
+code=$?
+check 10 "... and exits 1 for a misspelt knob ($code), naming the nearest one" \
+    sh -c "[ $code = 1 ] && grep -q 'did you mean vm.overcommit_memory?' '$OUT/validate-typo.txt'"
 cp "$STATE/forksafe.toml.orig" "$CONF"
 systemctl reload forksafe.service
 
