@@ -481,7 +481,7 @@ fn validate_dropin(file: &str) -> Result<PathBuf, String> {
     Ok(p.to_path_buf())
 }
 
-fn validate_textfile(file: &str) -> Result<PathBuf, String> {
+pub(crate) fn validate_textfile(file: &str) -> Result<PathBuf, String> {
     let p = Path::new(file);
     if !p.is_absolute()
         || p.components()

@@ -480,3 +480,80 @@ fn strict_makes_an_incomplete_diagnosis_exit_1() {
     assert_eq!(failing.run(&["doctor", "--strict"]).status.code(), Some(1));
     assert_eq!(tree.run(&["check", "--strict"]).status.code(), Some(2));
 }
+
+/// The timer's pass: `doctor --textfile` writes the findings as metrics under the root,
+/// prints only the headline, and journals a check that turns FAIL (once) and back.
+#[test]
+fn the_timers_pass_exports_and_says_what_changed() {
+    let tree = Tree::new("31-doctor-overcommit0-old-kernel");
+    let file = "/var/lib/node-exporter/forksafe-doctor.prom";
+    let run = || tree.run(&["doctor", "--textfile", file]);
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 1, "{}", text(&o.stdout));
+    let metrics = tree.read(file.trim_start_matches('/'));
+    assert!(
+        metrics.contains(
+            "forksafe_doctor_check{check=\"overcommit\",id=\"overcommit\",status=\"fail\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("forksafe_db_fork_refused{pid=\"4242\",name=\"redis-server\"} 1"),
+        "{metrics}"
+    );
+    let err = text(&o.stderr);
+    assert_eq!(count(&err, "doctor: overcommit fails"), 1, "{err}");
+    // Nothing changed: nothing said.
+    let err = text(&run().stderr);
+    assert_eq!(count(&err, " fails: "), 0, "{err}");
+    // Overcommit 1: that check (and the fork refusal) no longer fails, said once each.
+    tree.set("proc/sys/vm/overcommit_memory", "1\n");
+    let err = text(&run().stderr);
+    assert_eq!(
+        count(&err, "doctor: overcommit no longer fails (ok)"),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        count(&err, "doctor: fork-headroom:4242 no longer fails"),
+        1,
+        "{err}"
+    );
+    assert_eq!(count(&err, " fails: "), 0, "{err}");
+}
+
+/// `--walk-up-to`: a database over the size is not walked (its smaps_rollup and smaps are
+/// not read), the checks that need the walk say so, and the rest use /proc/PID/status.
+#[test]
+fn a_large_database_is_not_walked_by_the_timers_pass() {
+    let tree = Tree::new("30-doctor-safe");
+    // Not there: a read of it would make the checks unknown for that reason.
+    std::fs::remove_file(tree.path("proc/4242/smaps_rollup")).unwrap();
+    let o = tree.run(&["doctor", "--json", "--walk-up-to", "1G"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = |id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {v:#}"))
+    };
+    let thp = c("thp-process:4242");
+    assert_eq!(thp["status"], "unknown", "{thp:#}");
+    assert!(
+        thp["message"].as_str().unwrap().contains("were not walked"),
+        "{thp:#}"
+    );
+    let cow = c("cow-worst-case:4242");
+    assert_eq!(cow["status"], "ok", "{cow:#}");
+    assert!(
+        cow["values"]["rss_bytes"].as_u64().unwrap() > 1 << 30,
+        "{cow:#}"
+    );
+    // Refused: a size that is not one.
+    let o = tree.run(&["doctor", "--walk-up-to", "lots"]);
+    assert_eq!(o.status.code(), Some(2));
+}

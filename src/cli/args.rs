@@ -116,7 +116,7 @@ does not keep it (the last line of the output says which)",
     Spec {
         name: "doctor",
         command: Command::Doctor,
-        synopsis: "[--json] [--strict] [--password-file FILE] [--password-dir DIR] [--password-from-config]",
+        synopsis: "[--json] [--strict] [--textfile PATH] [--walk-up-to SIZE] [--password-file FILE] [--password-dir DIR] [--password-from-config]",
         about: "can this machine fork its database safely, and if not, why not
 (asks each Redis/Valkey/KeyDB); read-only",
         options: &[
@@ -127,6 +127,19 @@ does not keep it (the last line of the output says which)",
             (
                 "--strict",
                 "exit 1 also when a check could not be judged (unknown)",
+            ),
+            (
+                "--textfile PATH",
+                "write the findings as Prometheus metrics to PATH (under the
+root; *.prom, for node_exporter's textfile collector), journal a
+check that turns FAIL or back, and print only the headline: what
+forksafe-doctor.timer runs; walks page tables up to 8G by default",
+            ),
+            (
+                "--walk-up-to SIZE",
+                "walk the page tables (smaps) only of databases up to SIZE
+resident (e.g. 8G, 512M); the checks that need it are unknown for
+larger ones, said so",
             ),
             (
                 "--password-file FILE",
@@ -184,7 +197,9 @@ names)",
 ];
 
 /// Every option, for "did you mean".
-const FLAGS: [&str; 14] = [
+const FLAGS: [&str; 16] = [
+    "--textfile",
+    "--walk-up-to",
     "--config",
     "--root",
     "--log-format",
@@ -323,6 +338,10 @@ pub(crate) struct Cli {
     pub(crate) password_from_config: bool,
     /// `doctor --strict`.
     pub(crate) strict: bool,
+    /// `doctor --textfile`.
+    pub(crate) textfile: Option<PathBuf>,
+    /// `doctor --walk-up-to`, kB.
+    pub(crate) walk_up_to: Option<u64>,
     /// `--pid`.
     pub(crate) pid: Option<Pid>,
     /// `run --watch-via DIR`.
@@ -351,6 +370,8 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         password_dir: None,
         password_from_config: false,
         strict: false,
+        textfile: None,
+        walk_up_to: None,
         pid: None,
         watch_via: None,
     };
@@ -395,6 +416,14 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
             "--password-dir" => cli.password_dir = Some(PathBuf::from(value("--password-dir")?)),
             "--password-from-config" if inline.is_none() => cli.password_from_config = true,
             "--strict" if inline.is_none() => cli.strict = true,
+            "--textfile" => cli.textfile = Some(PathBuf::from(value("--textfile")?)),
+            "--walk-up-to" => {
+                let v = value("--walk-up-to")?;
+                let kib = kib_of(&v).ok_or(format!(
+                    "--walk-up-to takes a size such as 8G or 512M, not {v:?}"
+                ))?;
+                cli.walk_up_to = Some(kib);
+            }
             "--watch-via" => cli.watch_via = Some(PathBuf::from(value("--watch-via")?)),
             "--pid" => {
                 let v = value("--pid")?;
@@ -434,6 +463,25 @@ fn resolve(mut cli: Cli, words: &[String], help: bool) -> Result<Parsed, String>
     }
 }
 
+/// A size in kB: a number with K, M, G or T (powers of 1024), or bytes without one.
+fn kib_of(v: &str) -> Option<u64> {
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = num.parse().ok()?;
+    let kib = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => n / 1024,
+        "K" => n,
+        "M" => n.checked_mul(1 << 10)?,
+        "G" => n.checked_mul(1 << 20)?,
+        "T" => n.checked_mul(1 << 30)?,
+        _ => return None,
+    };
+    Some(kib)
+}
+
 /// Options that go with one command only, given to another.
 fn check_options(cli: &Cli) -> Result<(), String> {
     let c = cli.command;
@@ -455,6 +503,14 @@ fn check_options(cli: &Cli) -> Result<(), String> {
             (cli.password_dir.is_some() || cli.password_from_config || cli.strict)
                 && c != Command::Doctor,
             "--password-dir, --password-from-config and --strict go with doctor",
+        ),
+        (
+            (cli.textfile.is_some() || cli.walk_up_to.is_some()) && c != Command::Doctor,
+            "--textfile and --walk-up-to go with doctor",
+        ),
+        (
+            cli.textfile.is_some() && cli.json,
+            "doctor --textfile writes metrics; --json prints the report: one or the other",
         ),
         (
             cli.pid.is_some() && c != Command::Reload,

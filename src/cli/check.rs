@@ -1,6 +1,8 @@
 //! What `check`, `apply` and `doctor` print: the table and notes people read, the JSON
 //! tools read, and each command's [`Outcome`].
 
+use std::path::Path;
+
 use crate::config::Settings;
 use crate::doctor::{self, Verdict, auth::Auth};
 use crate::enforce::{self, KnobReport, Pass, Status};
@@ -162,22 +164,72 @@ pub(super) fn doctor(root: &Root, settings: &Settings, cli: &Cli) -> Outcome {
             return Outcome::Refused;
         }
     };
-    let checks = doctor::diagnose(root, settings, &auth, doctor::Walk::Always);
+    let textfile = match cli.textfile.as_deref().map(textfile_path).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("forksafe: {e}");
+            return Outcome::Refused;
+        }
+    };
+    let walk = match (cli.walk_up_to, &textfile) {
+        (Some(kib), _) => doctor::Walk::UpTo(kib),
+        (None, Some(_)) => doctor::Walk::UpTo(TIMER_WALK_KIB),
+        (None, None) => doctor::Walk::Always,
+    };
+    let checks = doctor::diagnose(root, settings, &auth, walk);
     let safe = checks.iter().all(|c| c.status != Verdict::Fail);
     let complete = checks.iter().all(|c| c.status != Verdict::Unknown);
-    if cli.json {
+    let report = doctor::render(&checks);
+    if let Some(path) = &textfile {
+        if let Err(e) = export(root, path, &checks) {
+            eprintln!("forksafe: {e}");
+            return Outcome::NotOk;
+        }
+        print!(
+            "{}",
+            report
+                .lines()
+                .next()
+                .map_or(String::new(), |l| format!("{l}\n"))
+        );
+    } else if cli.json {
         println!(
             "{}",
             serde_json::json!({ "safe": safe, "complete": complete, "checks": checks })
         );
     } else {
-        print!("{}", doctor::render(&checks));
+        print!("{report}");
     }
     if safe && (complete || !cli.strict) {
         Outcome::Ok
     } else {
         Outcome::NotOk
     }
+}
+
+/// What the timer's pass walks, by default: databases up to 8 GiB resident.
+const TIMER_WALK_KIB: u64 = 8 << 20;
+
+/// `--textfile`: an absolute `*.prom` path, as `[report] textfile`.
+fn textfile_path(p: &Path) -> Result<std::path::PathBuf, String> {
+    crate::config::validate_textfile(&p.to_string_lossy()).map(|p| p.to_path_buf())
+}
+
+/// Write the metrics to `path` under the root, and journal what turned FAIL or back since
+/// the run that wrote it last.
+fn export(root: &Root, path: &Path, checks: &[doctor::Check]) -> Result<(), String> {
+    use crate::os::atomic::{self, Durability};
+    let before = root
+        .read_text(&path.to_string_lossy(), fsread::CONFIG_LIMIT)
+        .map(|t| doctor::export::verdicts(&t))
+        .unwrap_or_default();
+    for event in doctor::export::changes(&before, checks) {
+        event.emit();
+    }
+    let text = doctor::export::metrics(checks, std::time::SystemTime::now());
+    atomic::write(root, path, &text, Durability::Runtime)
+        .map(|_| ())
+        .map_err(|e| format!("--textfile: {e}"))
 }
 
 fn boot_cell(r: &KnobReport) -> String {
