@@ -4,12 +4,12 @@
 # The daemon's sandbox (ProtectSystem=strict) lets it write /etc/sysctl.d but not create it.
 mkdir -p /etc/sysctl.d
 if [ "$1" -eq 1 ]; then
-    systemctl --no-reload preset forksafe.service >/dev/null 2>&1 || :
+    systemctl --no-reload preset forksafe.service forksafe-doctor.timer >/dev/null 2>&1 || :
 fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
     if [ "$1" -eq 1 ]; then
-        systemctl start forksafe.service >/dev/null 2>&1 || :
+        systemctl start forksafe.service forksafe-doctor.timer >/dev/null 2>&1 || :
     fi
 else
     # No systemd running (a container, a chroot, another init): nothing was started. Say so,

@@ -2,5 +2,5 @@
 # The kernel values stay as they are: forksafe cannot know what they were before, and
 # resetting them under a running database would break its next save.
 if [ "$1" -eq 0 ]; then
-    systemctl --no-reload disable --now forksafe.service >/dev/null 2>&1 || :
+    systemctl --no-reload disable --now forksafe.service forksafe-doctor.timer >/dev/null 2>&1 || :
 fi

@@ -182,8 +182,9 @@ pub(super) fn doctor(root: &Root, settings: &Settings, cli: &Cli) -> Outcome {
     let report = doctor::render(&checks);
     if let Some(path) = &textfile {
         if let Err(e) = export(root, path, &checks) {
+            // Not a finding (1): the timer's unit takes 1 as success, and this must fail it.
             eprintln!("forksafe: {e}");
-            return Outcome::NotOk;
+            return Outcome::Refused;
         }
         print!(
             "{}",

@@ -216,6 +216,26 @@ cp "$STATE/forksafe.toml.orig" "$CONF"
 systemctl daemon-reload
 systemctl restart forksafe.service
 
+# ---------------------------------------------------------------- 12: the doctor timer
+check 12 "forksafe-doctor.timer is enabled and active" \
+    sh -c '[ "$(systemctl is-enabled forksafe-doctor.timer)" = enabled ] && [ "$(systemctl is-active forksafe-doctor.timer)" = active ]'
+check 12 "... and the analyzer accepts its units" \
+    systemd-analyze verify /usr/lib/systemd/system/forksafe-doctor.service /usr/lib/systemd/system/forksafe-doctor.timer
+check 12 "without node_exporter's textfile directory, a pass is skipped, not failed" \
+    sh -c 'systemctl start forksafe-doctor.service; [ "$(systemctl show -p Result --value forksafe-doctor.service)" = success ] && [ ! -e /var/lib/prometheus/node-exporter/forksafe-doctor.prom ]'
+mkdir -p /var/lib/prometheus/node-exporter
+echo 0 >/proc/sys/vm/overcommit_memory
+systemctl stop forksafe.service
+echo 0 >/proc/sys/vm/overcommit_memory
+check 12 "with the directory, a pass writes doctor's metrics (the sandboxed unit succeeds)" \
+    sh -c 'systemctl start forksafe-doctor.service; [ "$(systemctl show -p Result --value forksafe-doctor.service)" = success ] && grep -q "^forksafe_doctor_check{check=\"overcommit\",id=\"overcommit\",status=\"fail\"} 1" /var/lib/prometheus/node-exporter/forksafe-doctor.prom'
+check 12 "... and journals the check that turned FAIL, with its MESSAGE_ID" \
+    sh -c '[ -n "$(journalctl -b -u forksafe-doctor.service -o cat MESSAGE_ID=e329ac33d786414eb11c1ceee1d20f71 CHECK=overcommit)" ]'
+systemctl start forksafe.service
+check 12 "the daemon sets it back; the next pass journals it no longer fails" \
+    sh -c 'systemctl start forksafe-doctor.service; [ -n "$(journalctl -b -u forksafe-doctor.service -o cat MESSAGE_ID=59be5d33e637439183f139b131fde5e5 CHECK=overcommit)" ]'
+rm -rf /var/lib/prometheus
+
 # ---------------------------------------------------------------- upgrade
 # Installing the package again (as an upgrade does) restarts the daemon and keeps it on.
 pid_before=$(systemctl show -p MainPID --value forksafe.service)
