@@ -39,7 +39,7 @@ fn target_labels(t: &Target) -> String {
         let _ = write!(
             out,
             ",runtime=\"{}\",container=\"{}\"",
-            label(&c.runtime),
+            label(c.runtime),
             label(&c.id)
         );
     }
