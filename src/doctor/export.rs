@@ -245,7 +245,7 @@ mod tests {
             pid: 4242,
             name: "redis-server".into(),
             container: Some(Container {
-                runtime: "containerd".into(),
+                runtime: "containerd",
                 id: "0123456789ab".into(),
             }),
             pod: Some(Pod {
