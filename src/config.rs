@@ -94,15 +94,26 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
+    /// The journal entry for a config refused at start: nothing was changed.
+    pub(crate) fn refused_at_start(&self) -> Event {
+        self.event(format!(
+            "configuration refused, nothing was changed: {self}\n\
+             Fix the file, then check it with `forksafe validate`."
+        ))
+    }
+
     /// The journal entry for a config refused on reload (by the daemon, or by `forksafe
-    /// reload` before it signals): the running one stays; the file and line in `CONFIG`
-    /// and `CONFIG_LINE`.
+    /// reload` before it signals): the running one stays.
     pub(crate) fn rejected(&self) -> Event {
-        let event = Event::new(
-            EventKind::ConfigRejected,
-            format!("configuration rejected, the running one stays in force: {self}"),
-        )
-        .field("CONFIG", &self.source);
+        self.event(format!(
+            "configuration rejected, the running one stays in force: {self}"
+        ))
+    }
+
+    /// A refusal saying `message`, with the file and line in `CONFIG` and `CONFIG_LINE` (one
+    /// `MESSAGE_ID` for both, for whoever watches).
+    fn event(&self, message: String) -> Event {
+        let event = Event::new(EventKind::ConfigRejected, message).field("CONFIG", &self.source);
         match self.line {
             Some(line) => event.number("CONFIG_LINE", line),
             None => event,

@@ -418,3 +418,27 @@ fn namespaced_knobs_are_refused_in_a_private_namespace() {
         "{err}"
     );
 }
+
+/// A config refused at start is a journal entry like a refused reload: its MESSAGE_ID,
+/// CONFIG and CONFIG_LINE (as a number in JSON), so a watcher (the Ansible role) can find it.
+#[test]
+fn a_config_refused_at_start_has_the_refusals_message_id() {
+    let tree = Tree::new("02-in-spec");
+    tree.write(
+        "etc/forksafe/forksafe.toml",
+        "[sysctl]\n\"vm.overcommit_memory\" = 7\n",
+    );
+    let o = tree.run(&["--log-format", "json", "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let line = text(&o.stderr);
+    let v: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(v["MESSAGE_ID"], "df099d7d7148455cae35ece8501026a6", "{v}");
+    assert_eq!(v["CONFIG_LINE"], 2, "{v}");
+    assert!(
+        v["msg"]
+            .as_str()
+            .unwrap()
+            .contains("configuration refused, nothing was changed"),
+        "{v}"
+    );
+}

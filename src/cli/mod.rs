@@ -64,9 +64,6 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Outcome {
 }
 
 fn config_refused(e: &ConfigError) -> Outcome {
-    log::error!(
-        "configuration refused, nothing was changed: {e}\n\
-         Fix the file, then check it with `forksafe validate`."
-    );
+    e.refused_at_start().emit();
     Outcome::Refused
 }

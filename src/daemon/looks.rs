@@ -195,9 +195,10 @@ impl Looks {
         match looked.dropin.as_ref() {
             Some(d) if matches!(d.wrote, Some(Err(_))) => {
                 self.dropin.failed(now);
+                let wait = self.dropin.due().map(|t| t.saturating_duration_since(now));
                 log::debug!(
-                    "surveyed sysctl.d: the drop-in write failed; next try in {:?}",
-                    self.dropin.due().map(|t| t.saturating_duration_since(now))
+                    "surveyed sysctl.d: the drop-in write failed; next try in {}",
+                    crate::words::timespan(wait.unwrap_or_default())
                 );
             }
             Some(d) if write && d.is_current() => self.dropin.reset(),
