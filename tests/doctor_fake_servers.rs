@@ -64,11 +64,13 @@ def serve(c):
         ports = {int(l.split()[2]) for l in open(log) if l.startswith("ready ")}
         rows = [l.split() for l in open("/proc/net/tcp").readlines()[1:]]
         fds = before & held()
-        inode = {r[1]: r[9] for r in rows}
-        ours = lambda r: "socket:[%s]" % inode.get(r[2], "0") in fds
+        # Doctor's end of a connection by its four addresses: the kernel reuses a local
+        # port for connections to other servers, so the local address alone is ambiguous.
+        inode = {(r[1], r[2]): r[9] for r in rows}
+        ours = lambda r: "socket:[%s]" % inode.get((r[2], r[1]), "0") in fds
         n = sum(1 for r in rows if r[3] == "01" and int(r[1].split(":")[1], 16) in ports and ours(r))
         peer = "%08X:%04X" % (0x0100007F, c.getpeername()[1])
-        me = any(r[1] == peer and ours([None, None, r[1]]) for r in rows)
+        me = any(r[2] == peer and ours(r) for r in rows)
         note("+ %d %d\n" % (me, n))
         while c.recv(4096):
             pass
