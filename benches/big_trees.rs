@@ -128,13 +128,6 @@ fn checks(t: &Tree) -> Duration {
     median_max(times).0
 }
 
-fn cpu_ns(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// CPU of `forksafe run` over the idle period, in a private mount namespace where
 /// /etc/sysctl.d is a 64 KiB tmpfs, filled when `full`.
 fn cpu_in_sysctl_d(full: bool) -> Option<Duration> {

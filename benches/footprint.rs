@@ -133,7 +133,6 @@ fn usage(pid: u32) -> Usage {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     Usage {
         pss_kib: rollup
@@ -142,12 +141,9 @@ fn usage(pid: u32) -> Usage {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
-        cpu_ns: schedstat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        switches: field("voluntary_ctxt_switches:") + field("nonvoluntary_ctxt_switches:"),
+        // Every thread: the daemon's second one does its sysctl.d and neighbour looks.
+        cpu_ns: cpu_ns(pid),
+        switches: switches(pid),
         hwm_kib: field("VmHWM:"),
     }
 }

@@ -515,14 +515,6 @@ fn knob_lines(log: &str, skip: usize) -> Vec<&str> {
         .collect()
 }
 
-fn cpu_ns(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A neighbour that fights: reported once, with who might be doing it; the knob is still
 /// repaired every time, `check` says "contested"; one line when it ends. Scaled: at a
 /// 100 ms interval the rules (in intervals) play out in seconds.

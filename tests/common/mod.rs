@@ -385,3 +385,34 @@ impl Drop for Restore {
         }
     }
 }
+
+/// The CPU time of every thread of process `pid`, nanoseconds (schedstat, summed over
+/// `/proc/PID/task`: the daemon has a second thread for its sysctl.d and neighbour looks).
+pub fn cpu_ns(pid: u32) -> u64 {
+    per_thread(pid, "schedstat", |s| {
+        s.split_whitespace().next().and_then(|v| v.parse().ok())
+    })
+}
+
+/// Context switches (voluntary and not) of every thread of process `pid`.
+pub fn switches(pid: u32) -> u64 {
+    per_thread(pid, "status", |s| {
+        let field = |name: &str| -> Option<u64> {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+    })
+}
+
+fn per_thread(pid: u32, file: &str, value: impl Fn(&str) -> Option<u64>) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join(file)).ok())
+        .filter_map(|s| value(&s))
+        .sum()
+}
