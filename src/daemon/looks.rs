@@ -1,7 +1,9 @@
 //! The looks the loop asks for and does not wait on: the survey of sysctl.d and the scan for
 //! what else sets the knobs, done by the [`worker`](super::worker) (or here, at once, when
 //! its thread could not start). At most one survey is in flight; what changes meanwhile is
-//! one more survey once it is answered. A drop-in write that failed is tried again with a
+//! one more survey once it is answered. The thread starts at the first look asked of it,
+//! after READY=1: the looks before READY are done at once, and a unit waiting on us never
+//! waits for a thread to start. A drop-in write that failed is tried again with a
 //! [`Backoff`], never at once: a full disk must not make the daemon spin (a failed write
 //! creates and removes a temp file, and that is an event in the directory it watches).
 
@@ -30,6 +32,8 @@ pub(crate) struct Surveyed {
 /// What the loop knows about the looks it asked for.
 pub(crate) struct Looks {
     worker: Option<Worker>,
+    /// Whether the worker was started (it is not started again once gone).
+    started: bool,
     /// Settings generation: a reload starts a new one, and older answers are dropped.
     generation: u64,
     in_flight: bool,
@@ -38,18 +42,11 @@ pub(crate) struct Looks {
 }
 
 impl Looks {
-    /// Start the worker; without a thread, looks are done at once (and said so).
-    pub(crate) fn new(root: &Root) -> Looks {
-        let worker = Worker::start(root.clone())
-            .map_err(|e| {
-                log::warn!(
-                    "cannot start a thread for sysctl.d and the scan of other setters ({e}): \
-                     they run on the repair loop, which waits for them"
-                )
-            })
-            .ok();
+    /// No worker yet: it starts at the first look asked of it.
+    pub(crate) fn new() -> Looks {
         Looks {
-            worker,
+            worker: None,
+            started: false,
             generation: 0,
             in_flight: false,
             again: false,
@@ -63,6 +60,23 @@ impl Looks {
         self.in_flight = false;
         self.again = false;
         self.dropin.reset();
+    }
+
+    /// The worker, started at the first call; without a thread, looks are done at once
+    /// (and said so).
+    fn worker(&mut self, root: &Root) -> Option<&Worker> {
+        if !self.started {
+            self.started = true;
+            self.worker = Worker::start(root.clone())
+                .map_err(|e| {
+                    log::warn!(
+                        "cannot start a thread for sysctl.d and the scan of other setters ({e}): \
+                         they run on the repair loop, which waits for them"
+                    )
+                })
+                .ok();
+        }
+        self.worker.as_ref()
     }
 
     /// Whether the drop-in may be written at `now`.
@@ -80,18 +94,19 @@ impl Looks {
 
     /// Ask for a survey; done at once (and returned) only when there is no worker.
     pub(crate) fn survey(&mut self, root: &Root, settings: &Settings) -> Option<Surveyed> {
-        let Some(worker) = &self.worker else {
-            return Some(self.survey_now(root, settings));
-        };
         if self.in_flight {
             self.again = true;
             return None;
         }
         let write = self.write(settings, Instant::now());
+        let generation = self.generation;
+        let Some(worker) = self.worker(root) else {
+            return Some(self.survey_now(root, settings));
+        };
         self.in_flight = worker.ask(Ask::Survey {
             settings: settings.clone(),
             write,
-            generation: self.generation,
+            generation,
         });
         if self.in_flight {
             None
@@ -103,10 +118,11 @@ impl Looks {
 
     /// Ask for a scan; done at once (and returned) only when there is no worker.
     pub(crate) fn sources(&mut self, root: &Root, settings: &Settings) -> Option<Sources> {
-        let asked = self.worker.as_ref().is_some_and(|w| {
+        let generation = self.generation;
+        let asked = self.worker(root).is_some_and(|w| {
             w.ask(Ask::Sources {
                 settings: settings.clone(),
-                generation: self.generation,
+                generation,
             })
         });
         if asked {

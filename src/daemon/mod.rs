@@ -74,9 +74,9 @@ struct Daemon {
 impl Daemon {
     fn new(root: Root, config: Option<PathBuf>, settings: Settings) -> Daemon {
         let memory = memory::fresh(&settings, &[], None);
-        let paths = enforce::resolve(&root, &settings);
         Daemon {
-            paths,
+            // Resolved (and watched) by `resolve_all`, first thing in `run`.
+            paths: Vec::new(),
             config,
             settings,
             memory,
@@ -92,7 +92,7 @@ impl Daemon {
             // for the units waiting on us.
             sources: Sources::default(),
             sources_said: Memo::default(),
-            looks: Looks::new(&root),
+            looks: Looks::new(),
             root,
         }
     }
@@ -162,11 +162,16 @@ impl Daemon {
 
     /// One pass over every knob, with its entries; then the status, metrics and state.
     fn tick(&mut self) -> String {
+        self.pass();
+        self.publish()
+    }
+
+    /// Read (and repair) every knob, with its entries.
+    fn pass(&mut self) {
         let now = Instant::now();
         for i in 0..self.settings.knobs.len() {
             self.check_knob(i, now);
         }
-        self.publish()
     }
 
     /// Read (and repair) knob `i` now, and take in what that found.
@@ -462,9 +467,10 @@ pub(crate) fn run(
             .unwrap_or_else(|_| d.root.dir().to_path_buf());
         d.watch.via = Some((via, real_root));
     }
-    // The knobs first; then the drop-in and the next boot; READY=1 once both are known.
+    // The knobs first; then the drop-in and the next boot; READY=1 once both are known,
+    // and the status, metrics and state are published once, with both.
     d.resolve_all();
-    d.tick();
+    d.pass();
     d.survey_now();
     let status = d.tick();
     d.notifier.ready(&status);

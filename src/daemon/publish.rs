@@ -203,7 +203,8 @@ pub(crate) struct Publisher {
     metrics: Output,
     /// The status line and reload count last published: an idle tick that changes
     /// neither (and has no fight and no metrics to keep) builds nothing.
-    last: Memo<(String, u64)>,
+    last_status: Memo<String>,
+    last_reloads: Memo<u64>,
 }
 
 impl Publisher {
@@ -211,7 +212,8 @@ impl Publisher {
         Publisher {
             state: Output::new("state for `forksafe check` and `forksafe reload`"),
             metrics: Output::new("metrics"),
-            last: Memo::default(),
+            last_status: Memo::default(),
+            last_reloads: Memo::default(),
         }
     }
 
@@ -219,7 +221,8 @@ impl Publisher {
     pub(crate) fn publish(&mut self, root: &Root, now: &Snapshot) {
         let s = now.settings;
         let fighting = now.memory.iter().any(|m| m.contest.fighting());
-        let idle = self.last.is(&(now.status.to_string(), now.reloads)) && !fighting;
+        let idle =
+            self.last_status.is(now.status) && self.last_reloads.is(&now.reloads) && !fighting;
         if idle && s.textfile.is_none() {
             return;
         }
@@ -263,7 +266,8 @@ impl Publisher {
         };
         self.state
             .put(root, Path::new(published::PATH), published::render(&state));
-        self.last.changed((now.status.to_string(), now.reloads));
+        self.last_status.changed_to(now.status);
+        self.last_reloads.changed(now.reloads);
     }
 
     /// The daemon stops cleanly: the metrics say it is down (and nothing of the knobs, which
