@@ -27,6 +27,7 @@ mod enforce;
 mod knob;
 mod neighbours;
 mod os;
+mod prometheus;
 mod published;
 mod sysctl_d;
 mod words;

@@ -14,6 +14,7 @@ use crate::neighbours::Sources;
 use crate::os::atomic::{self, Durability};
 use crate::os::report::Memo;
 use crate::os::root::Root;
+use crate::prometheus::{self, family, label};
 use crate::published::{self, Contested, State};
 
 use super::memory::{Counters, Memory};
@@ -65,12 +66,7 @@ const FAMILIES: [Family; 5] = [
         name: "forksafe_last_repair_timestamp_seconds",
         kind: "gauge",
         help: "Unix time of the knob's last repair; 0 if none since the daemon started.",
-        value: |r| {
-            r.counters
-                .last_repair
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs())
-        },
+        value: |r| r.counters.last_repair.map_or(0, prometheus::unix_secs),
     },
 ];
 
@@ -78,18 +74,6 @@ const FAMILIES: [Family; 5] = [
 /// this often while the daemon passes over its knobs, and at most this often when nothing
 /// else changes.
 pub(crate) const LIVENESS_SECS: u64 = 30;
-
-/// A label value, escaped as the text format requires.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
 
 /// The metrics file: the build, whether the daemon is up and when it last passed over its
 /// knobs (`last_pass`; `None`: it stopped), and each knob's rows.
@@ -116,9 +100,7 @@ pub(crate) fn metrics(rows: &[Row], last_pass: Option<SystemTime>) -> String {
     let Some(pass) = last_pass else {
         return out;
     };
-    let secs = pass
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = prometheus::unix_secs(pass);
     family(
         &mut out,
         "forksafe_last_pass_timestamp_seconds",

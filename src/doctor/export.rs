@@ -10,16 +10,10 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::os::report::{Event, EventKind};
+use crate::prometheus::{self, family, label};
 
 use super::check::{Check, Verdict};
 use super::identity::Target;
-
-/// A label value, escaped as the text format requires.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 /// `check="persistence",id="persistence:4242",pid=...,name=...,container=...,pod=...`.
 fn labels(c: &Check) -> String {
@@ -130,26 +124,21 @@ const SIGNALS: [Signal; 7] = [
     },
 ];
 
-fn family(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-}
-
 /// The textfile for `checks`, found at `at`.
 pub(crate) fn metrics(checks: &[Check], at: SystemTime) -> String {
     let mut out = String::new();
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = prometheus::unix_secs(at);
     family(
         &mut out,
         "forksafe_doctor_last_run_timestamp_seconds",
+        "gauge",
         "Unix time of forksafe doctor's last run (the timer runs it every few minutes).",
     );
     let _ = writeln!(out, "forksafe_doctor_last_run_timestamp_seconds {secs}");
     family(
         &mut out,
         "forksafe_doctor_check",
+        "gauge",
         "1 for each check of the last run, labelled with its status (ok, unknown, warn, fail).",
     );
     for c in checks {
@@ -175,7 +164,7 @@ pub(crate) fn metrics(checks: &[Check], at: SystemTime) -> String {
             })
             .collect();
         if !rows.is_empty() {
-            family(&mut out, s.name, s.help);
+            family(&mut out, s.name, "gauge", s.help);
             for r in rows {
                 let _ = writeln!(out, "{r}");
             }
