@@ -219,8 +219,8 @@ systemctl restart forksafe.service
 # ---------------------------------------------------------------- 12: the doctor timer
 check 12 "forksafe-doctor.timer is enabled and active" \
     sh -c '[ "$(systemctl is-enabled forksafe-doctor.timer)" = enabled ] && [ "$(systemctl is-active forksafe-doctor.timer)" = active ]'
-check 12 "... and the analyzer accepts its units" \
-    systemd-analyze verify /usr/lib/systemd/system/forksafe-doctor.service /usr/lib/systemd/system/forksafe-doctor.timer
+check 12 "... and the analyzer accepts its units (their man: links are checked in CI, where the pages are)" \
+    systemd-analyze verify --man=no /usr/lib/systemd/system/forksafe-doctor.service /usr/lib/systemd/system/forksafe-doctor.timer
 check 12 "without node_exporter's textfile directory, a pass is skipped, not failed" \
     sh -c 'systemctl start forksafe-doctor.service; [ "$(systemctl show -p Result --value forksafe-doctor.service)" = success ] && [ ! -e /var/lib/prometheus/node-exporter/forksafe-doctor.prom ]'
 mkdir -p /var/lib/prometheus/node-exporter
