@@ -68,7 +68,10 @@ def serve(c):
         # port for connections to other servers, so the local address alone is ambiguous.
         inode = {(r[1], r[2]): r[9] for r in rows}
         ours = lambda r: "socket:[%s]" % inode.get((r[2], r[1]), "0") in fds
-        n = sum(1 for r in rows if r[3] == "01" and int(r[1].split(":")[1], 16) in ports and ours(r))
+        # Counted once per connection: /proc/net/tcp is read in pieces, and a table that
+        # changes between two pieces can show the same row twice.
+        n = len({(r[1], r[2]) for r in rows
+                 if r[3] == "01" and int(r[1].split(":")[1], 16) in ports and ours(r)})
         peer = "%08X:%04X" % (0x0100007F, c.getpeername()[1])
         me = any(r[2] == peer and ours(r) for r in rows)
         note("+ %d %d\n" % (me, n))
@@ -377,5 +380,8 @@ fn a_hundred_silent_listeners_are_asked_a_bounded_number_at_a_time() {
     let most = opened.iter().copied().max().unwrap();
     // Asked several at a time (a hundred deadlines one after another would be 50 s), and
     // no more than doctor's bound (16).
-    assert!((2..=16).contains(&most), "{most} at once");
+    assert!(
+        (2..=16).contains(&most),
+        "{most} at once; at each accept: {opened:?}"
+    );
 }
