@@ -102,6 +102,17 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
+        // A per-namespace sysctl: accepted, with a note that where the daemon runs decides.
+        "04-config",
+        "[sysctl]\n\"net.ipv4.tcp_rmem\" = \"4096 131072 6291456\"\n",
+        0,
+        &[
+            "source:2: net.ipv4.tcp_rmem belongs to a network namespace (the shipped unit runs in a private one: PrivateNetwork=yes; so does a pod without hostNetwork): the daemon holds it only when it runs in the host's",
+            "source: accepted: 1 knob",
+        ],
+        &[],
+    ),
+    (
         // Refused is still 2, whatever the machine has.
         "01-drift",
         "[sysctl]\nvm.overcommit_memory = 7\n",

@@ -4,12 +4,14 @@
 //! exit 1. The daemon would accept such a config (a knob absent on this kernel is warned
 //! once and the others are held), which is why this is 1 and not 2 (refused). Absences the
 //! README documents as expected are said and pass: per-size THP on kernels without it
-//! (before 6.8), and THP itself on a kernel built without it.
+//! (before 6.8), and THP itself on a kernel built without it. A per-namespace sysctl
+//! (`net.*`) gets a note: where the daemon will run decides whether it can hold it.
 
 use std::path::{Component, Path};
 
 use crate::config::Settings;
 use crate::knob::{Kind, Knob, path_to_sysctl_name};
+use crate::os::namespaces::{self, Ns};
 use crate::os::root::Root;
 
 use super::args::Outcome;
@@ -27,11 +29,20 @@ pub(super) fn validate(root: &Root, settings: &Settings) -> Outcome {
     let mut missing = Vec::new();
     let mut notes = Vec::new();
     for knob in &settings.knobs {
-        let Err(e) = knob.resolve(root) else { continue };
         let at = match settings.line_of(knob) {
             Some(line) => format!("{}:{line}", settings.source),
             None => settings.source.to_string(),
         };
+        if let Some(ns) = per_namespace(knob) {
+            notes.push(format!(
+                "{at}: {} belongs to {}: the daemon holds it only when it runs in the host's, \
+                 and refuses the config at start elsewhere (see README, \"Knobs outside \
+                 /proc/sys/vm\"; Ansible: forksafe_unit_overrides)",
+                knob.name(),
+                ns.described()
+            ));
+        }
+        let Err(e) = knob.resolve(root) else { continue };
         if !e.is_absent() {
             // Not a question of spelling (permissions, a path leading out of its tree):
             // the daemon reports it; validate says it and judges the names only.
@@ -74,6 +85,15 @@ pub(super) fn validate(root: &Root, settings: &Settings) -> Outcome {
         );
         Outcome::NotOk
     }
+}
+
+/// The namespace `knob` belongs to, if it is a per-namespace sysctl. Judged here only as a
+/// note: validate runs in the caller's namespaces, and the unit the daemon will run under
+/// (with or without its overrides) may not be in place yet.
+fn per_namespace(knob: &Knob) -> Option<Ns> {
+    (knob.kind() == Kind::Sysctl)
+        .then(|| namespaces::of_sysctl(knob.rel()))
+        .flatten()
 }
 
 /// The knob's file as the machine names it: `/proc/sys/vm/overcommit_memory`.

@@ -40,6 +40,22 @@ impl Ns {
         }
     }
 
+    /// The namespace in words, and the setting that makes it private where forksafe is
+    /// usually run: the shipped unit, a pod.
+    pub(crate) fn described(self) -> &'static str {
+        match self {
+            Ns::Net => {
+                "a network namespace (the shipped unit runs in a private one: PrivateNetwork=yes; so does a pod without hostNetwork)"
+            }
+            Ns::Ipc => {
+                "an IPC namespace (the shipped unit runs in a private one: PrivateIPC=yes; so does a pod without hostIPC)"
+            }
+            Ns::Uts => {
+                "a UTS namespace (the shipped unit runs in a private one: ProtectHostname=yes; so does every pod)"
+            }
+        }
+    }
+
     /// What to tell the operator: the setting that puts forksafe in the host's namespace.
     fn remedy(self) -> &'static str {
         let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
